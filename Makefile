@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:
+#   make quickstart   # installs into .venv, then runs the README's main job
+#   make test         # installs into .venv, then runs the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first: pinned to the pair that works on CPU-only machines and with CUDA.
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[test]"
+	# facenet-pytorch pins ancient torch/numpy: it works with ours, installed without its deps.
+	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/mfer-train data=synthetic model=mfer_atto hydra.run.dir=runs/quickstart
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/trainer_throughput.py
+
+clean:
+	rm -rf $(VENV) runs sweeps reports exports

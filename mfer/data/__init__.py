@@ -1,0 +1,1 @@
+"""Data: class vocabulary, dataset adapters, the synthetic FER generator, packed arrays, batching."""

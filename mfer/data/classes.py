@@ -1,0 +1,36 @@
+"""One canonical class vocabulary, and explicit per-dataset label tables into it.
+
+Canonical order is alphabetical, as MFER's ImageFolder loader produced and as its confusion
+matrices are drawn (AN, DI, FE, HA, NE, SA, SU; with CO for the 8-class sets). Each dataset
+keeps its own label ids on disk; the tables below are the only place they are translated, so
+RAF-DB's 1..7 order and AffectNet's codes cannot be confused (fer_pitfalls #9).
+"""
+from __future__ import annotations
+
+BASIC7 = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
+BASIC8 = ("anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
+ABBREVIATIONS = {
+    "anger": "AN", "contempt": "CO", "disgust": "DI", "fear": "FE",
+    "happiness": "HA", "neutral": "NE", "sadness": "SA", "surprise": "SU",
+}
+
+# RAF-DB basic, EmoLabel/list_patition_label.txt: 1..7.
+RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
+# AffectNet `expression` codes; 8 None, 9 Uncertain, 10 No-Face are not expressions.
+AFFECTNET_LABELS = {
+    0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise",
+    4: "fear", 5: "disgust", 6: "anger", 7: "contempt",
+}
+AFFECTNET_NON_EXPRESSION = {8: "none", 9: "uncertain", 10: "no-face"}
+# FER2013 `emotion` codes (fer2013.csv).
+FER2013_LABELS = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise", 6: "neutral"}
+# FERPlus vote columns of fer2013new.csv (in file order), and the non-emotion columns.
+FERPLUS_VOTE_COLUMNS = {
+    "neutral": "neutral", "happiness": "happiness", "surprise": "surprise", "sadness": "sadness",
+    "anger": "anger", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
+}
+FERPLUS_NON_EMOTION = ("unknown", "NF")
+
+
+def index_of(vocabulary: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(vocabulary)}

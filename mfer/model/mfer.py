@@ -1,0 +1,71 @@
+"""The assembled MFER model: ConvNeXt stages with DS attention blocks appended, LN(GAP) feature,
+Msc heads (spec §1, Fig. 1).
+
+It honours timm's model contract (``forward_features``, ``forward_head(pre_logits=)``), so
+``forward`` returns the summed logits of all heads — what MFER predicts with — while
+``forward_train`` also returns each head's logits and the pooled feature the losses need.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from mfer.config import ModelConfig
+from mfer.model.attention import build_attention
+from mfer.model.backbone import create_backbone, load_pretrained
+from mfer.model.msc import build_classifier
+
+
+class MFER(nn.Module):
+    def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.backbone = create_backbone(cfg.backbone, cfg.drop_path_rate)
+        self.weights_sha256: Optional[str] = (
+            load_pretrained(self.backbone, cfg.pretrained_file) if cfg.pretrained_file else None
+        )
+        widths = [info["num_chs"] for info in self.backbone.feature_info]
+        self.attn = nn.ModuleDict()
+        for stage in sorted(cfg.attn_stages):
+            block = build_attention(cfg.attn_variant, widths[stage - 1], cfg.attn_kernel, cfg.attn_groups, cfg.attn_k_gate)
+            if block is not None:
+                self.attn[str(stage)] = block
+        self.num_features = self.backbone.num_features
+        self.head = build_classifier(self.num_features, num_classes, list(cfg.msc_fractions))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.backbone.stem(x)
+        for i, stage in enumerate(self.backbone.stages, start=1):
+            x = stage(x)
+            if str(i) in self.attn:
+                x = self.attn[str(i)](x)
+        return self.backbone.norm_pre(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        feature = self.backbone.forward_head(x, pre_logits=True)
+        return feature if pre_logits else torch.stack(self.head(feature)).sum(0)
+
+    def forward_train(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(logits of each head, pooled normalised feature)."""
+        feature = self.backbone.forward_head(self.forward_features(x), pre_logits=True)
+        return self.head(feature), feature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> MFER:
+    return MFER(cfg, num_classes)
+
+
+def parameter_breakdown(model: MFER) -> dict[str, int]:
+    """Parameter counts of the backbone, the attention blocks and the classifier heads."""
+
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    parts = {"backbone": count(model.backbone), "attention": count(model.attn), "head": count(model.head)}
+    parts["total"] = sum(parts.values())
+    return parts

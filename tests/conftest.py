@@ -1,0 +1,40 @@
+"""Shared fixtures: a private packed-data cache and tiny configs composed from the real Hydra tree."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the packed-array cache of the test session away from the user's ~/.cache/mfer."""
+    os.environ["MFER_CACHE"] = str(tmp_path_factory.mktemp("mfer-cache"))
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def compose_train(*overrides: str):
+    """A TrainConfig composed from mfer/conf exactly as ``mfer-train`` would, plus overrides."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from mfer.config import to_train_config
+
+    with initialize_config_module("mfer.conf", version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return to_train_config(OmegaConf.to_container(cfg, resolve=True))
+
+
+TINY = (
+    "data.image_size=32", "data.synthetic_train=140", "data.synthetic_test=70", "data.batch_size=16",
+    "data.val_fraction=0.2", "trainer.epochs=2", "trainer.device=cpu",
+)
+
+
+@pytest.fixture
+def tiny_cfg():
+    return compose_train(*TINY)
