@@ -30,7 +30,7 @@ from mfer.model import build_model, parameter_breakdown
 from mfer.provenance import environment, git_commit
 from mfer.train.checkpoint import load_state, save_checkpoint
 from mfer.train.evaluate import evaluate
-from mfer.train.schedule import build_scheduler
+from mfer.train.schedule import SCHEDULERS, build_scheduler
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,6 +74,20 @@ def _param_groups(model: torch.nn.Module, criterion: torch.nn.Module, weight_dec
         (decay if p.ndim >= 2 else no_decay).append(p)
     no_decay += list(criterion.parameters())
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _apply_optim_config(opt: torch.optim.Optimizer, sched, cfg: TrainConfig) -> None:
+    """After loading optimizer state, the config's lr and weight decay win over the saved ones.
+
+    For a plain resume they are equal; for PBT's exploit step (another trial's checkpoint with a
+    mutated config) this is what makes the mutation take effect.
+    """
+    sched.base_lrs = [cfg.optim.lr] * len(opt.param_groups)
+    factor = SCHEDULERS[cfg.optim.scheduler](cfg.optim, cfg.trainer.epochs)(sched.last_epoch)
+    for group in opt.param_groups:
+        group["initial_lr"] = cfg.optim.lr
+        group["lr"] = cfg.optim.lr * factor
+    opt.param_groups[0]["weight_decay"] = cfg.optim.weight_decay  # group 0 is the decayed one
 
 
 def _weights(model: torch.nn.Module, criterion: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -157,6 +171,7 @@ def fit(
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         scaler.load_state_dict(st["scaler"])
+        _apply_optim_config(opt, sched, cfg)
         start_epoch, history, best = st["epoch"], st["history"], st["best"]
         train_images, train_seconds = st["train_images"], st["train_seconds"]
         from safetensors.torch import load_file
@@ -220,6 +235,7 @@ def fit(
             "selected_epoch": best["epoch"],
             "best_" + tc.selection_metric: best["score"],
             "images_per_s": train_images / max(train_seconds, 1e-9),
+            "params": breakdown["total"],
         }
         saved = None
         if is_last or (epoch + 1) % max(1, tc.checkpoint_every) == 0:

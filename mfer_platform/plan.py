@@ -1,0 +1,111 @@
+"""Compile a validated SearchSpace into Ray Tune objects: param space, searcher, scheduler.
+
+One function per Ray concept, each mapping our YAML vocabulary onto Ray 2.60's current API.
+Nothing opaque to the searcher (no ``tune.sample_from``): every parameter is a Tune domain
+Optuna can model. Seeds are a grid axis for grid/random search, and Ray's ``Repeater`` for
+Optuna (the searcher sees the mean over a suggestion's seeds).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mfer_platform.spaces import SEED_KEY, SearchSpace, encode_choice
+
+
+def param_space(space: SearchSpace) -> dict[str, Any]:
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        if p.kind == "choice":
+            out[p.key] = tune.choice([encode_choice(v) for v in p.values])
+        elif p.kind == "grid":
+            out[p.key] = tune.grid_search([encode_choice(v) for v in p.values])
+        elif p.kind == "uniform":
+            out[p.key] = tune.uniform(*p.values)
+        elif p.kind == "loguniform":
+            out[p.key] = tune.loguniform(*p.values)
+        else:  # int, inclusive bounds
+            out[p.key] = tune.randint(int(p.values[0]), int(p.values[1]) + 1)
+    if not space.search.algorithm.startswith("optuna"):
+        out[SEED_KEY] = tune.grid_search(seeds(space))
+    return out
+
+
+def seeds(space: SearchSpace) -> list[int]:
+    return list(range(space.search.first_seed, space.search.first_seed + space.search.seeds))
+
+
+def search_algorithm(space: SearchSpace, seed: int = 0):
+    """None for grid/random (Ray's variant generator); Optuna in a ConcurrencyLimiter otherwise."""
+    s = space.search
+    if not s.algorithm.startswith("optuna"):
+        return None
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter, Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    if s.algorithm == "optuna_cmaes":
+        sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    elif s.algorithm == "optuna_multi":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, s.num_samples // 3)))
+    if s.algorithm == "optuna_multi":
+        metric = [s.metric, *s.objectives]
+        mode = [s.mode, *s.objectives.values()]
+        searcher = OptunaSearch(metric=metric, mode=mode, sampler=sampler)
+    else:
+        searcher = OptunaSearch(sampler=sampler)
+    if s.seeds > 1:
+        searcher = Repeater(searcher, repeat=s.seeds, set_index=True)
+    # A suggestion's repeats must be able to run together, or the Repeater would wait forever.
+    return ConcurrencyLimiter(searcher, max_concurrent=max(s.max_concurrent, s.seeds))
+
+
+def scheduler(space: SearchSpace):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
+
+    sc, epochs = space.scheduler, space.epochs()
+    if sc.name == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=sc.grace_period,
+                             reduction_factor=sc.reduction_factor)
+    if sc.name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=epochs, reduction_factor=sc.reduction_factor)
+    if sc.name == "pbt":
+        space_domains = param_space(space)
+        mutations = {p.key: space_domains[p.key] for p in space.params if p.kind in ("uniform", "loguniform", "int")}
+        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=sc.perturbation_interval,
+                                       hyperparam_mutations=mutations)
+    return FIFOScheduler()
+
+
+def num_samples(space: SearchSpace) -> int:
+    """Tune's num_samples: grid repeats the grid once; Optuna with seeds counts every repeat."""
+    if space.search.algorithm == "grid":
+        return 1
+    if space.search.algorithm.startswith("optuna"):
+        return space.search.num_samples * space.search.seeds
+    return space.search.num_samples
+
+
+def tune_metric(space: SearchSpace) -> tuple[Optional[str], Optional[str]]:
+    """Metric/mode for TuneConfig; multi-objective search declares them on the searcher instead."""
+    if space.search.algorithm == "optuna_multi":
+        return None, None
+    return space.search.metric, space.search.mode
+
+
+def estimated_trial_epochs(space: SearchSpace) -> tuple[int, int]:
+    """(upper bound, expected with early stopping) trial-epochs of the whole sweep."""
+    total = space.trial_count() * space.epochs()
+    if space.scheduler.name not in ("asha", "hyperband"):
+        return total, total
+    # Successive halving: 1/eta of trials survive each rung (grace, grace*eta, ...).
+    eta, rung, epochs = space.scheduler.reduction_factor, max(1, space.scheduler.grace_period), space.epochs()
+    alive, spent, prev = 1.0, 0.0, 0
+    while rung < epochs:
+        spent += alive * (rung - prev)
+        alive, prev, rung = alive / eta, rung, rung * eta
+    spent += alive * (epochs - prev)
+    return total, int(round(space.trial_count() * spent))

@@ -1,0 +1,221 @@
+"""Run a sweep: connect to Ray, check resources, launch or resume the Tuner, ingest results.
+
+The embedded default starts a local Ray instance for the run; ``cluster.address=auto`` or
+``host:port`` joins an existing cluster instead. Re-running the same command with the same
+experiment name resumes an interrupted sweep (``Tuner.restore`` with unfinished and errored
+trials retried from their checkpoints), so no trial is lost or duplicated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from mfer.config import to_dict
+from mfer_platform import plan
+from mfer_platform.spaces import SearchSpace, SpaceError
+
+SWEEP_FILE = "mfer_sweep.json"
+log = logging.getLogger("mfer_platform")
+
+
+@dataclass
+class ClusterSettings:
+    address: Optional[str] = None  # None: start a local Ray instance; "auto" or "host:port": join
+    num_cpus: Optional[int] = None  # for the local instance only
+    num_gpus: Optional[int] = None
+
+
+@dataclass
+class SweepRequest:
+    space: SearchSpace
+    name: str
+    storage_path: str
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    max_failures: int = 2  # retries of a crashed trial, each from its latest checkpoint
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def normalize_storage(storage_path: str) -> str:
+    """Absolute local path or a pyarrow filesystem URI (s3://, gs://, file://…)."""
+    return storage_path if is_uri(storage_path) else str(Path(storage_path).expanduser().resolve())
+
+
+def check_storage_writable(storage_path: str) -> None:
+    """Fail before launch, naming the path, when results could never be written there."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(storage_path) if is_uri(storage_path) else (pafs.LocalFileSystem(), storage_path)
+        fs.create_dir(root, recursive=True)
+        probe = f"{root.rstrip('/')}/.mfer-write-probe-{os.getpid()}"
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as e:
+        raise SpaceError(f"storage_path={storage_path!r} is not writable ({e}); "
+                         "choose a folder or bucket this user can write") from None
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}"
+
+
+def describe(space: SearchSpace, name: str, storage_path: str) -> str:
+    """The compiled plan a dry run prints (and a real run logs first)."""
+    upper, expected = plan.estimated_trial_epochs(space)
+    s, r = space.search, space.resources
+    lines = [
+        f"sweep {name!r} from {space.source}",
+        f"  {space.description}".rstrip(),
+        f"  base overrides : {' '.join(space.base) or '(defaults)'}",
+        f"  model/data     : {space.base_config.model.backbone}, {space.base_config.data.name} "
+        f"@ {space.base_config.data.image_size}px, {space.epochs()} epochs per trial",
+        f"  search         : {s.algorithm}, {space.trial_count()} trials "
+        f"({s.seeds} seed{'s' if s.seeds > 1 else ''} each), metric {s.metric} ({s.mode}), "
+        f"max {s.max_concurrent} concurrent" + (f", time budget {s.time_budget_s}s" if s.time_budget_s else ""),
+        f"  scheduler      : {space.scheduler.name}",
+        f"  resources      : {r.cpu:g} CPU + {r.gpu:g} GPU per trial",
+        f"  trial-epochs   : {upper} at most, ~{expected} expected with early stopping",
+        f"  storage        : {experiment_path(storage_path, name)}",
+        "  parameters     :",
+    ]
+    lines += [f"    {p.key:<28} {p.kind:<10} {p.values}" for p in space.params] or ["    (none)"]
+    return "\n".join(lines)
+
+
+def quiet_ray() -> None:
+    """Our LiveTable replaces Ray's console output; keep Ray's warnings that matter."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter, silenced by verbose=0
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def connect(cluster: ClusterSettings) -> None:
+    quiet_ray()
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    if cluster.address:
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, **kwargs)
+
+
+def check_resources(space: SearchSpace) -> int:
+    """Fail before any trial starts if no node can ever host one trial; return concurrent slots."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    need_cpu, need_gpu = space.resources.cpu, space.resources.gpu
+    fits = [n for n in nodes if n.get("CPU", 0) >= need_cpu and n.get("GPU", 0) >= need_gpu]
+    if not fits:
+        biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+        raise SpaceError(
+            f"{space.source}: resources: a trial needs {need_cpu:g} CPU + {need_gpu:g} GPU, but the largest node "
+            f"of this cluster has {biggest.get('CPU', 0):g} CPU + {biggest.get('GPU', 0):g} GPU; lower "
+            f"resources.cpu/resources.gpu or join a cluster with GPUs (cluster.address=…)"
+        )
+    slots = 0
+    for n in fits:
+        by_cpu = int(n.get("CPU", 0) // need_cpu)
+        by_gpu = int(n.get("GPU", 0) // need_gpu) if need_gpu else by_cpu
+        slots += min(by_cpu, by_gpu)
+    return max(1, min(slots, space.search.max_concurrent))
+
+
+def _write_sweep_record(req: SweepRequest, path: str) -> None:
+    import pyarrow.fs as pafs
+
+    s = req.space
+    record = {
+        "name": req.name, "search_space": s.name, "source": s.source, "description": s.description,
+        "factors": s.factors, "seed_key": "trainer.seed", "seeds": plan.seeds(s),
+        "metric": s.search.metric, "mode": s.search.mode, "objectives": s.search.objectives,
+        "base": s.base, "base_config": to_dict(s.base_config), "baseline": s.baseline,
+        "searcher": asdict(s.search), "scheduler": asdict(s.scheduler), "resources": asdict(s.resources),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    fs, root = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/{SWEEP_FILE}") as f:
+        f.write(json.dumps(record, indent=1).encode())
+
+
+def _prepare_data_once(space: SearchSpace) -> None:
+    """Build the packed data cache on this node before trials start, so they only memory-map it.
+    Trials on other nodes build their node's copy once, under the cache's file lock."""
+    from mfer.data.registry import load_dataset
+
+    load_dataset(space.base_config.data)
+
+
+def build_tuner(req: SweepRequest, path: str, slots: int):
+    from ray import tune
+
+    from mfer_platform.progress import LiveTable
+    from mfer_platform.trainable import run_trial
+
+    s = req.space
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=s.base_dict, first_seed=s.search.first_seed,
+                             threads=max(1, int(s.resources.cpu))),
+        {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
+    )
+    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), s.trial_count(), slots)
+    run_config = tune.RunConfig(
+        name=req.name,
+        storage_path=req.storage_path,
+        failure_config=tune.FailureConfig(max_failures=req.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[live],
+        verbose=0,
+    )
+    if tune.Tuner.can_restore(path):
+        log.warning(f"resuming experiment {path}: unfinished and errored trials continue from their checkpoints")
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=plan.param_space(s))
+    metric, mode = plan.tune_metric(s)
+    searcher = plan.search_algorithm(s)
+    tune_config = tune.TuneConfig(
+        metric=metric, mode=mode, search_alg=searcher, scheduler=plan.scheduler(s),
+        num_samples=plan.num_samples(s), time_budget_s=s.search.time_budget_s, reuse_actors=True,
+        # An Optuna searcher already sits in a ConcurrencyLimiter; grid/random need the cap here.
+        max_concurrent_trials=None if searcher else s.search.max_concurrent,
+    )
+    return tune.Tuner(trainable, param_space=plan.param_space(s), tune_config=tune_config, run_config=run_config)
+
+
+def run_sweep(req: SweepRequest) -> str:
+    """Launch (or resume) the sweep; return the experiment path."""
+    import ray
+
+    check_storage_writable(req.storage_path)
+    path = experiment_path(req.storage_path, req.name)
+    t0 = time.monotonic()
+    connect(req.cluster)
+    try:
+        slots = check_resources(req.space)
+        from ray import tune
+
+        if not tune.Tuner.can_restore(path):
+            _write_sweep_record(req, path)
+        _prepare_data_once(req.space)
+        tuner = build_tuner(req, path, slots)
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    log.warning(f"sweep finished in {time.monotonic() - t0:.0f}s: {path}")
+    return path

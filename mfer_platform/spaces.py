@@ -1,0 +1,312 @@
+"""Search spaces: YAML files that say what to vary, how to search, and what each trial needs.
+
+A search space is a file under ``search_spaces/`` (subfolders allowed), e.g.::
+
+    description: loss weight and type
+    base: [model=mfer_atto, data=synthetic, trainer.epochs=6]   # mfer-train overrides
+    params:                                                       # dotted TrainConfig paths
+      loss.feature: {choice: [center, lgm, dsf]}
+      loss.weight: {loguniform: [1.0e-4, 1.0e-1]}
+    search: {algorithm: optuna_tpe, num_samples: 8, max_concurrent: 2, metric: val_acc, mode: max, seeds: 1}
+    scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+    resources: {cpu: 1, gpu: 0.25}
+
+``load_space`` parses and validates it — unknown parameter paths, impossible ranges, values
+the trainer rejects, searcher/scheduler mismatches — raising ``SpaceError`` with the YAML key
+named, *before* any trial starts. ``compile_space`` then turns it into Ray Tune objects.
+Ray is imported lazily, so a dry run and validation stay quick.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+
+from mfer.config import ConfigError, TrainConfig, flatten, to_dict, to_train_config
+
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "int")
+ALGORITHMS = ("grid", "random", "optuna_tpe", "optuna_cmaes", "optuna_multi")
+SCHEDULERS = ("asha", "hyperband", "pbt", "none")
+SEED_KEY = "trainer.seed"
+# Metrics the trainer reports every epoch (what a searcher or scheduler may optimise).
+METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
+
+
+class SpaceError(ValueError):
+    """A search space that can never run; the message names the file and the YAML key."""
+
+
+@dataclass
+class Param:
+    key: str  # dotted TrainConfig path
+    kind: str  # one of DISTRIBUTIONS
+    values: list  # choice/grid options, or [low, high]
+
+
+@dataclass
+class SearchSettings:
+    algorithm: str = "optuna_tpe"
+    num_samples: int = 8
+    max_concurrent: int = 2
+    metric: str = "val_acc"
+    mode: str = "max"
+    seeds: int = 1
+    first_seed: int = 0
+    time_budget_s: Optional[float] = None
+    # optuna_multi: extra objectives as {metric: mode}, e.g. {params: min}.
+    objectives: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SchedulerSettings:
+    name: str = "asha"
+    grace_period: int = 1
+    reduction_factor: int = 2
+    perturbation_interval: int = 2  # PBT
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    source: str  # file path, for messages
+    description: str
+    base: list[str]  # mfer-train overrides applied to every trial
+    base_config: TrainConfig
+    base_dict: dict  # the same, as the nested mapping trials start from
+    params: list[Param]
+    search: SearchSettings
+    scheduler: SchedulerSettings
+    resources: Resources
+    baseline: Optional[dict[str, Any]] = None  # the comparison row of studies: {dotted key: value}
+
+    @property
+    def factors(self) -> list[str]:
+        return [p.key for p in self.params]
+
+    def epochs(self) -> int:
+        return self.base_config.trainer.epochs
+
+    def trial_count(self) -> int:
+        grid = [p for p in self.params if p.kind == "grid"]
+        n = math.prod(len(p.values) for p in grid) if grid else 1
+        if self.search.algorithm == "grid":
+            return n * self.search.seeds
+        return self.search.num_samples * n * self.search.seeds
+
+
+def spaces_root() -> Path:
+    return Path(str(resources.files("search_spaces")))
+
+
+def resolve_space_file(name: str) -> Path:
+    """``quickstart`` / ``paper/component_ablation`` -> the shipped file; a path is used as is."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    f = spaces_root() / f"{name}.yaml"
+    if f.is_file():
+        return f
+    shipped = sorted(str(q.relative_to(spaces_root()).with_suffix("")) for q in spaces_root().rglob("*.yaml"))
+    raise SpaceError(f"search_space={name!r}: no such file under search_spaces/; shipped: {', '.join(shipped)}")
+
+
+def compose_base(overrides: list[str]) -> dict:
+    """The nested trainer config the ``mfer-train`` CLI would build from these overrides."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    # Inside a running Hydra app (mfer-sweep) the global instance is taken: set it aside.
+    global_hydra = GlobalHydra.instance()
+    running = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
+    try:
+        with initialize_config_module("mfer.conf", version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides))
+    finally:
+        global_hydra.clear()
+        if running is not None:
+            global_hydra.initialize(running)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def apply_overrides(base: dict, values: dict[str, Any]) -> TrainConfig:
+    """``base`` (nested dict) with dotted-key values set, validated into a TrainConfig."""
+    cfg = OmegaConf.create(copy.deepcopy(base))
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return to_train_config(OmegaConf.to_container(cfg))
+
+
+def _err(source: str, key: str, msg: str) -> SpaceError:
+    return SpaceError(f"{source}: {key}: {msg}")
+
+
+def _only(source: str, where: str, d: dict, allowed: set[str]) -> None:
+    for k in d:
+        if k not in allowed:
+            hint = difflib.get_close_matches(k, sorted(allowed), n=1)
+            raise _err(source, f"{where}{k}", f"unknown key{'; did you mean ' + hint[0] + '?' if hint else ''}"
+                       f" (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(source: str, where: str, cls, raw: Any):
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise _err(source, where, f"must be a mapping, got {type(raw).__name__}")
+    _only(source, f"{where}.", raw, {f.name for f in cls.__dataclass_fields__.values()})
+    return cls(**raw)
+
+
+def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any]) -> Param:
+    where = f"params.{key}"
+    if key not in known:
+        hint = difflib.get_close_matches(key, sorted(known), n=1)
+        raise _err(source, where, "unknown parameter path" + (f"; did you mean {hint[0]}?" if hint else
+                   "; use a dotted TrainConfig path such as loss.weight or model.attn_variant"))
+    if key == SEED_KEY:
+        raise _err(source, where, "seeds are set with search.seeds, not as a parameter")
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise _err(source, where, f"give exactly one distribution, e.g. {{choice: [a, b]}}; one of {DISTRIBUTIONS}")
+    kind, values = next(iter(spec.items()))
+    if kind not in DISTRIBUTIONS:
+        raise _err(source, f"{where}.{kind}", f"unknown distribution; use one of {DISTRIBUTIONS}")
+    if not isinstance(values, list) or not values:
+        raise _err(source, f"{where}.{kind}", "needs a non-empty list")
+    if kind in ("uniform", "loguniform", "int"):
+        if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise _err(source, f"{where}.{kind}", f"needs [low, high] numbers, got {values}")
+        low, high = values
+        if not low < high:
+            raise _err(source, f"{where}.{kind}", f"impossible range: low {low} must be < high {high}")
+        if kind == "loguniform" and low <= 0:
+            raise _err(source, f"{where}.{kind}", f"loguniform needs low > 0, got {low}")
+        if kind == "int" and not all(float(v).is_integer() for v in values):
+            raise _err(source, f"{where}.{kind}", f"int needs integer bounds, got {values}")
+    return Param(key, kind, list(values))
+
+
+def _check_values(source: str, p: Param, base: dict) -> None:
+    """Every option (or both ends of a range) must be a value the trainer accepts."""
+    probes = p.values if p.kind in ("choice", "grid") else [int(v) for v in p.values] if p.kind == "int" else p.values
+    for v in probes:
+        try:
+            apply_overrides(base, {p.key: v})
+        except (ConfigError, ValueError) as e:
+            raise _err(source, f"params.{p.key}", f"value {v!r} is rejected by the trainer: {e}") from None
+
+
+def _check_combination(source: str, s: SearchSpace) -> None:
+    alg, sch = s.search.algorithm, s.scheduler.name
+    if alg not in ALGORITHMS:
+        raise _err(source, "search.algorithm", f"unknown {alg!r}; use one of {ALGORITHMS}")
+    if sch not in SCHEDULERS:
+        raise _err(source, "scheduler.name", f"unknown {sch!r}; use one of {SCHEDULERS}")
+    if s.search.mode not in ("max", "min"):
+        raise _err(source, "search.mode", "must be max or min")
+    grid = [p.key for p in s.params if p.kind == "grid"]
+    if alg == "grid":
+        sampled = [p.key for p in s.params if p.kind != "grid"]
+        if sampled:
+            raise _err(source, "search.algorithm", f"grid search cannot sample {sampled}: make them grid or use random")
+    elif alg.startswith("optuna") and grid:
+        raise _err(source, "search.algorithm", f"{alg} cannot take grid parameters {grid}: use choice, or algorithm grid")
+    if alg.startswith("optuna") and not s.params:
+        raise _err(source, "params", f"{alg} needs at least one parameter to search")
+    if alg == "optuna_multi":
+        if not s.search.objectives:
+            raise _err(source, "search.objectives", "optuna_multi needs extra objectives, e.g. {params: min}")
+        if sch != "none":
+            raise _err(source, "scheduler.name", f"{sch} early-stops on one metric; multi-objective search needs none")
+    if sch == "pbt":
+        if alg != "random":
+            raise _err(source, "scheduler.name", f"pbt mutates trials itself: use search.algorithm random, not {alg}")
+        if not any(p.kind in ("uniform", "loguniform", "int") for p in s.params):
+            raise _err(source, "params", "pbt needs at least one continuous parameter to perturb")
+    if s.search.seeds > 1 and alg.startswith("optuna") and sch != "none":
+        raise _err(source, "scheduler.name", f"{s.search.seeds} seeds per Optuna suggestion are averaged over "
+                   f"complete runs; early stopping ({sch}) would cut repeats short: use scheduler none")
+    for key, value in (("search.num_samples", s.search.num_samples), ("search.seeds", s.search.seeds),
+                       ("search.max_concurrent", s.search.max_concurrent)):
+        if not isinstance(value, int) or value < 1:
+            raise _err(source, key, f"must be an integer >= 1, got {value!r}")
+    if s.resources.cpu <= 0 or s.resources.gpu < 0:
+        raise _err(source, "resources", f"need cpu > 0 and gpu >= 0, got {s.resources}")
+    if s.resources.gpu > 1 and not float(s.resources.gpu).is_integer():
+        raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
+    if s.search.metric not in METRICS:
+        raise _err(source, "search.metric", f"unknown metric {s.search.metric!r}; use one of {sorted(METRICS)}")
+
+
+
+def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | None = None,
+                extra_base: list[str] | None = None) -> SearchSpace:
+    """Validate a parsed YAML mapping; ``overrides`` set search/scheduler/resources fields, ``extra_base``
+    appends mfer-train overrides to the file's ``base`` (both from the CLI)."""
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{source}: the file must hold a mapping of keys (description, base, params, search…)")
+    _only(source, "", raw, {"description", "base", "params", "search", "scheduler", "resources", "baseline"})
+    base = raw.get("base") or []
+    if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
+        raise _err(source, "base", "must be a list of mfer-train overrides such as model=mfer_atto")
+    base = base + list(extra_base or [])
+    try:
+        base_dict = compose_base(base)
+        base_cfg = to_train_config(base_dict)
+    except Exception as e:  # Hydra and config errors both say which override failed
+        raise _err(source, "base", str(e)) from None
+    known = flatten(to_dict(base_cfg))
+    params = [_parse_param(source, k, v, known) for k, v in (raw.get("params") or {}).items()]
+    space = SearchSpace(
+        name=name, source=source, description=str(raw.get("description", "")), base=base,
+        base_config=base_cfg, base_dict=base_dict, params=params,
+        search=_typed(source, "search", SearchSettings, raw.get("search")),
+        scheduler=_typed(source, "scheduler", SchedulerSettings, raw.get("scheduler")),
+        resources=_typed(source, "resources", Resources, raw.get("resources")),
+        baseline=raw.get("baseline"),
+    )
+    for key, value in (overrides or {}).items():
+        section, _, field_name = key.partition(".")
+        target = {"search": space.search, "scheduler": space.scheduler, "resources": space.resources}.get(section)
+        if target is None or not hasattr(target, field_name):
+            raise _err(source, key, "only search.*, scheduler.* and resources.* can be overridden from the CLI")
+        setattr(target, field_name, value)
+    _check_combination(source, space)
+    for p in params:
+        _check_values(source, p, base_dict)
+    if space.baseline is not None:
+        for k in space.baseline:
+            if k not in space.factors:
+                raise _err(source, f"baseline.{k}", f"not a varied parameter ({space.factors})")
+    return space
+
+
+def load_space(name: str, overrides: dict[str, Any] | None = None, extra_base: list[str] | None = None) -> SearchSpace:
+    path = resolve_space_file(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{path}: not valid YAML: {e}") from None
+    return parse_space(raw, name, str(path), overrides, extra_base)
+
+
+def encode_choice(value: Any) -> Any:
+    """Optuna's categorical takes only scalars: lists (e.g. Msc fractions) travel as JSON strings."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else "json:" + json.dumps(value)
+
+
+def decode_choice(value: Any) -> Any:
+    return json.loads(value[5:]) if isinstance(value, str) and value.startswith("json:") else value

@@ -1,0 +1,50 @@
+"""The Ray Tune trainable: one trial = one ``mfer.train.fit`` call, reporting through its hook.
+
+This is the only module that calls ``tune.report``/``tune.get_checkpoint`` (Ray's API changed
+four times; keep it behind one small adapter). A trial resumes from its latest checkpoint after
+a failure or a driver restart; PBT's exploit step arrives the same way, with a mutated config.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mfer_platform.spaces import SEED_KEY, apply_overrides, decode_choice
+
+TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater on each repeat of a suggestion
+
+
+def trial_values(config: dict[str, Any], first_seed: int) -> dict[str, Any]:
+    """Dotted-key overrides of one trial: the sampled values, decoded, plus its seed."""
+    values = {k: decode_choice(v) for k, v in config.items() if not k.startswith("__")}
+    if TRIAL_INDEX in config:
+        values[SEED_KEY] = first_seed + int(config[TRIAL_INDEX])
+    values.setdefault(SEED_KEY, first_seed)
+    return values
+
+
+def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int) -> None:
+    from ray import tune
+
+    from mfer.train import fit
+
+    values = trial_values(config, first_seed)
+    values.setdefault("trainer.threads", threads)
+    cfg = apply_overrides(base, values)
+    run_dir = Path(tempfile.mkdtemp(prefix="mfer-trial-"))
+
+    def report(end) -> None:
+        ckpt = tune.Checkpoint.from_directory(str(end.checkpoint_dir)) if end.checkpoint_dir else None
+        tune.report(end.metrics, checkpoint=ckpt)  # uploads the checkpoint folder before returning
+
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            fit(cfg, run_dir, on_epoch=report)
+        else:
+            with checkpoint.as_directory() as resume_dir:
+                fit(cfg, run_dir, on_epoch=report, resume_from=resume_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
