@@ -1,0 +1,66 @@
+"""Search spaces: every shipped file compiles; each class of bad file fails before launch, naming its key."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mfer_platform import plan
+from mfer_platform.spaces import SpaceError, decode_choice, encode_choice, load_space, spaces_root
+
+BAD = Path(__file__).parent / "fixtures" / "bad_spaces"
+
+
+@pytest.mark.parametrize("name, key, words", [
+    ("unknown_param", "params.loss.wieght", "did you mean loss.weight"),
+    ("impossible_range", "params.optim.lr.loguniform", "impossible range"),
+    ("nonpositive_log", "params.loss.weight.loguniform", "low > 0"),
+    ("unknown_variant", "params.model.attn_variant", "'sparse'"),
+    ("bad_fraction", "params.model.msc_fractions", "(0, 1]"),
+    ("scheduler_mismatch", "scheduler.name", "pbt"),
+    ("grid_with_optuna", "search.algorithm", "grid"),
+    ("unknown_section_key", "search.algoritm", "did you mean algorithm"),
+    ("bad_base", "base", "mfer_huge"),
+])
+def test_bad_space_fails_naming_the_key(name, key, words):
+    with pytest.raises(SpaceError) as e:
+        load_space(str(BAD / f"{name}.yaml"))
+    assert f"{name}.yaml: {key}" in str(e.value) and words in str(e.value)
+
+
+def test_every_shipped_space_compiles():
+    names = sorted(str(p.relative_to(spaces_root()).with_suffix("")) for p in spaces_root().rglob("*.yaml"))
+    assert "quickstart" in names
+    for name in names:
+        space = load_space(name)
+        ps = plan.param_space(space)
+        assert set(space.factors) <= set(ps)
+        assert space.trial_count() >= 1
+
+
+def test_list_choices_survive_optuna_encoding():
+    v = [0.5, 0.75, 1.0]
+    assert decode_choice(encode_choice(v)) == v and encode_choice("ds") == "ds"
+
+
+def test_asha_estimate_is_below_the_upper_bound():
+    space = load_space("quickstart")
+    upper, expected = plan.estimated_trial_epochs(space)
+    assert upper == space.trial_count() * space.epochs() and expected < upper
+
+
+def test_unsatisfiable_resources_fail_before_any_trial(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "mfer_platform.cli.sweep", f"search_space={BAD / 'unsatisfiable_resources.yaml'}",
+         "name=never", f"storage_path={tmp_path}", "cluster.num_cpus=1"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "resources" in out.stderr and "GPU" in out.stderr
+    assert not (tmp_path / "never").exists()  # nothing launched, nothing written
+
+
+def test_dry_run_prints_the_plan(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=quickstart",
+                          "dry_run=true", f"storage_path={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "8 trials" in out.stdout and "trial-epochs" in out.stdout and "dry run" in out.stdout
