@@ -26,18 +26,24 @@ def trial_values(config: dict[str, Any], first_seed: int) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int) -> None:
+    import ray
     from ray import tune
 
     from mfer.train import fit
+    from mfer_platform.faults import maybe_fail
 
     values = trial_values(config, first_seed)
     values.setdefault("trainer.threads", threads)
     cfg = apply_overrides(base, values)
     run_dir = Path(tempfile.mkdtemp(prefix="mfer-trial-"))
+    node_id = ray.get_runtime_context().get_node_id()
+    trial_id = tune.get_context().get_trial_id()
 
     def report(end) -> None:
         ckpt = tune.Checkpoint.from_directory(str(end.checkpoint_dir)) if end.checkpoint_dir else None
-        tune.report(end.metrics, checkpoint=ckpt)  # uploads the checkpoint folder before returning
+        # Uploads the checkpoint folder before returning; node_id shows where the epoch ran.
+        tune.report({**end.metrics, "node_id": node_id}, checkpoint=ckpt)
+        maybe_fail(trial_id, end.epoch)
 
     try:
         checkpoint = tune.get_checkpoint()

@@ -17,7 +17,7 @@ from mfer.data.arrays import ArraySplit, DatasetBundle
 from mfer.data.cache import cache_root, cached
 from mfer.data.classes import BASIC7
 from mfer.data.splits import stratified_split
-from mfer.data.synthetic import SyntheticSpec, generate
+from mfer.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate
 
 
 def carve_validation(train: ArraySplit, test: ArraySplit, classes, fingerprint: str, cfg: DataConfig) -> DatasetBundle:
@@ -32,7 +32,8 @@ def load_synthetic(cfg: DataConfig) -> DatasetBundle:
         "train": SyntheticSpec(cfg.synthetic_train, cfg.image_size, cfg.synthetic_seed * 2, cfg.synthetic_difficulty),
         "test": SyntheticSpec(cfg.synthetic_test, cfg.image_size, cfg.synthetic_seed * 2 + 1, cfg.synthetic_difficulty),
     }
-    key = "synthetic-" + hashlib.sha256(json.dumps({k: repr(v) for k, v in specs.items()}).encode()).hexdigest()[:16]
+    identity = {"generator": GENERATOR_VERSION, **{k: repr(v) for k, v in specs.items()}}
+    key = "synthetic-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
     def build():
         arrays = {}

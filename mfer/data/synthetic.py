@@ -32,6 +32,8 @@ _PROTOTYPES = {
     "sadness":   (0.35, 0.60, 0.00, -0.55, 0.00, 0.50, 0.0),
     "surprise":  (0.90, 0.05, 0.50, 0.00, 0.85, 0.35, 0.0),
 }
+# Bump when the rendering changes: it is part of every cache key, so stale packed arrays are not reused.
+GENERATOR_VERSION = 2
 _JITTER = np.array([0.13, 0.22, 0.15, 0.20, 0.13, 0.12, 0.22])
 
 
@@ -70,22 +72,22 @@ def _render_chunk(geom: np.ndarray, nuis: dict[str, np.ndarray], size: int) -> n
     px = 2.0 / size / scale * 1.2  # one pixel in canonical units (soft edges)
 
     face = _smooth((np.hypot(x / 0.72, y / 0.92) - 1.0) * 0.8, px)
-    eye_h = 0.03 + 0.13 * np.clip(eye, 0.05, 1.2)
+    eye_h = 0.04 + 0.16 * np.clip(eye, 0.05, 1.2)
     eyes = np.maximum(
-        *(_smooth((np.hypot((x - ex) / 0.15, (y + 0.18) / eye_h) - 1.0) * np.minimum(0.15, eye_h), px) for ex in (-0.3, 0.3))
+        *(_smooth((np.hypot((x - ex) / 0.17, (y + 0.18) / eye_h) - 1.0) * np.minimum(0.17, eye_h), px) for ex in (-0.3, 0.3))
     )
     brow_y = -0.43 - 0.13 * b_h
     brows = np.maximum(
         *(
-            _smooth(_segment_dist(x, y, side * 0.12, brow_y - 0.12 * b_ang, side * 0.48, brow_y + 0.04 * b_ang) - 0.04, px)
+            _smooth(_segment_dist(x, y, side * 0.12, brow_y - 0.12 * b_ang, side * 0.48, brow_y + 0.04 * b_ang) - 0.06, px)
             for side in (-1.0, 1.0)
         )
     )
     nose = _smooth(_segment_dist(x, y, 0.0, -0.1, 0.0, 0.18) - 0.025, px) * 0.5
     half_w = 0.16 + 0.22 * np.clip(m_w, 0.0, 1.2)
     u = np.clip(x / half_w, -1.0, 1.0)
-    centre_line = 0.5 - 0.22 * m_curve * u**2 + 0.08 * m_asym * u + 0.06 * m_curve
-    thickness = 0.028 + 0.13 * np.clip(m_open, 0.0, 1.2) * np.sqrt(np.clip(1.0 - u**2, 0.0, 1.0))
+    centre_line = 0.5 - 0.28 * m_curve * u**2 + 0.1 * m_asym * u + 0.08 * m_curve
+    thickness = 0.045 + 0.16 * np.clip(m_open, 0.0, 1.2) * np.sqrt(np.clip(1.0 - u**2, 0.0, 1.0))
     inside_w = np.abs(x) - half_w
     mouth = _smooth(np.maximum(np.abs(y - centre_line) - thickness, inside_w), px)
 
@@ -116,13 +118,13 @@ def _sample(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, dict[str, np.n
     protos = np.array([_PROTOTYPES[c] for c in BASIC7])
     d = spec.difficulty
     geom = protos[labels] + rng.normal(size=(n, 7)) * _JITTER * d
-    skin_base = rng.uniform(0.25, 0.95, size=(n, 1))
+    skin_base = rng.uniform(0.3, 0.95, size=(n, 1))
     nuis = {
         "cx": rng.uniform(-0.12, 0.12, n) * d, "cy": rng.uniform(-0.1, 0.1, n) * d,
         "rot": rng.normal(0, 0.18, n) * d, "scale": rng.uniform(0.78, 1.0, n),
         "bg": rng.uniform(0.0, 1.0, (n, 3)), "bg_grad": rng.normal(0, 1, n),
         "skin": np.clip(skin_base * np.array([1.0, 0.82, 0.68]) + rng.normal(0, 0.05, (n, 3)), 0, 1),
-        "ink": rng.uniform(0.0, 0.2, (n, 3)) * skin_base,
+        "ink": rng.uniform(0.0, 0.1, (n, 3)),
         "light": rng.normal(0, 0.25, n) * d,
         "occ": np.column_stack([rng.uniform(-1, 0.7, n), rng.uniform(-1, 0.7, n), rng.uniform(0.1, 0.45, (n, 2))]),
         "occ_on": rng.random(n) < 0.25 * d, "occ_rgb": rng.uniform(0, 1, (n, 3)),
@@ -139,7 +141,7 @@ def generate(spec: SyntheticSpec, chunk: int = 256) -> tuple[np.ndarray, np.ndar
         sl = slice(lo, lo + chunk)
         part = {k: v[sl] for k, v in nuis.items() if k != "noise_seed"}
         noise_rng = np.random.default_rng(nuis["noise_seed"][sl])
-        part["noise"] = noise_rng.normal(0, 0.04 * spec.difficulty, (len(geom[sl]), spec.size, spec.size, 3))
+        part["noise"] = noise_rng.normal(0, 0.03 * spec.difficulty, (len(geom[sl]), spec.size, spec.size, 3))
         images[sl] = _render_chunk(geom[sl], part, spec.size)
     return images, labels
 

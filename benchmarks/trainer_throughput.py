@@ -1,0 +1,150 @@
+"""Trainer throughput: images/s of one MFER training step vs a bare torch loop, same backbone/batch.
+
+The bare loop is what a researcher would write by hand: timm ConvNeXt with its own linear head,
+plain CE, AdamW, no AMP tricks beyond what the trainer also uses. The MFER step is
+``mfer.train.loop``'s step (uint8 batch -> device-side normalise/augment -> forward_train ->
+Σ LSCE + λ·feature loss -> clip -> step) with components switched on one at a time, so the
+README can report the cost of each. On CUDA it also reports peak memory and MFU
+(model FLOPs from torch.utils.flop_counter / step time / the GPU's dense bf16 peak).
+
+    python benchmarks/trainer_throughput.py [--backbone convnext_atto] [--size 64] [--batch 64]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+
+from mfer.config import DataConfig, LossConfig, ModelConfig
+from mfer.data.augment import BatchAugment, to_model_input
+from mfer.losses import MFERLoss
+from mfer.model import build_model
+from mfer.train.loop import autocast_factory
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def _timeit(step, warmup: int, iters: int, device) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / iters
+
+
+def bare_step(backbone: str, batch: torch.Tensor, labels: torch.Tensor, device, autocast):
+    model = timm.create_model(backbone, num_classes=7).to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = to_model_input(batch, batch.shape[1], cl)
+
+    def step():
+        with autocast():
+            loss = F.cross_entropy(model(x), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, model
+
+
+def mfer_step(mcfg: ModelConfig, lcfg: LossConfig, dcfg: DataConfig, batch, labels, device, autocast):
+    model = build_model(mcfg, 7).to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    crit = MFERLoss(lcfg, 7, model.num_features).to(device)
+    params = list(model.parameters()) + list(crit.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    aug = BatchAugment(dcfg.hflip, dcfg.random_erasing, tuple(dcfg.erasing_scale), dcfg.multires)
+
+    def step():
+        x = aug(to_model_input(batch, dcfg.image_size, cl))
+        with autocast():
+            heads, feat = model.forward_train(x)
+        loss = crit(heads, feat, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+
+    return step, model
+
+
+def flops_per_image(model, size: int, device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbone", default="convnext_atto")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast, dtype = autocast_factory("auto", device)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    batch = torch.from_numpy(rng.integers(0, 255, (args.batch, args.size, args.size, 3), dtype=np.uint8)).to(device)
+    labels = torch.from_numpy(rng.integers(0, 7, args.batch)).to(device)
+    no_aug = DataConfig(image_size=args.size, hflip=False, random_erasing=0.0)
+    aug = DataConfig(image_size=args.size)
+    base = dict(backbone=args.backbone, drop_path_rate=0.0)
+    rows = [
+        ("bare torch loop (timm head, CE)", None),
+        ("MFER step, attention off, Msc off", (ModelConfig(**base, attn_variant="none", msc_fractions=[]),
+                                               LossConfig(feature="none"), no_aug)),
+        ("+ Msc heads (0.5/0.75/1.0)", (ModelConfig(**base, attn_variant="none"), LossConfig(feature="none"), no_aug)),
+        ("+ DS attention (stages 3+4)", (ModelConfig(**base), LossConfig(feature="none"), no_aug)),
+        ("+ DSF stand-in loss", (ModelConfig(**base), LossConfig(feature="dsf"), no_aug)),
+        ("+ flip + random erasing (full MFER)", (ModelConfig(**base), LossConfig(feature="dsf"), aug)),
+    ]
+    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"{args.backbone} @ {args.size}px, batch {args.batch}, amp {dtype}")
+    ref = None
+    for label, spec in rows:
+        if spec is None:
+            step, model = bare_step(args.backbone, batch, labels, device, autocast)
+        else:
+            step, model = mfer_step(*spec, batch, labels, device, autocast)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sec = _timeit(step, args.warmup, args.iters, device)
+        ips = args.batch / sec
+        ref = ref or ips
+        extra = ""
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            name = torch.cuda.get_device_name()
+            tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+            mfu = flops_per_image(model, args.size, device) * ips / (tflops * 1e12) if tflops else float("nan")
+            extra = f"  peak {peak:.2f} GiB  MFU {mfu:.1%}"
+        print(f"{label:<40} {ips:9.1f} img/s  ratio {ips / ref:5.2f}{extra}")
+        del step, model
+    with contextlib.suppress(Exception):
+        import resource
+
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

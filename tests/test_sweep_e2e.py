@@ -1,0 +1,82 @@
+"""End-to-end sweeps on real Ray: a crash retried from its checkpoint, a killed driver resumed,
+and a real two-node local cluster. Each test stops only the Ray processes it started."""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .sweeps import kill_group, kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ray_env(tmp_path):
+    """A private Ray temp dir (short: it holds unix sockets) and the cleanup of its processes."""
+    token = f"/tmp/rt{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "RAY_TMPDIR": token, "PYTHONUNBUFFERED": "1"}
+    yield env
+    kill_processes_mentioning(token)
+
+
+def _assert_each_trial_once(exp: Path, n_trials: int, epochs: int) -> None:
+    done = trial_epochs(exp)
+    assert len(done) == n_trials, done
+    for trial, eps in done.items():
+        assert eps == list(range(1, epochs + 1)), (trial, eps)  # every epoch exactly once
+        assert list((exp.glob(f"*{trial}*/checkpoint_*"))), trial
+
+
+def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
+    env = {**ray_env, "MFER_FAULTS": "raise@1", "MFER_FAULTS_DIR": str(tmp_path / "faults")}
+    out = subprocess.run(sweep_cmd(tmp_path / "store", "crash"), env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert len(list((tmp_path / "faults").iterdir())) == 4  # the fault fired once in every trial
+    _assert_each_trial_once(tmp_path / "store" / "crash", 4, 2)  # ...and each resumed at epoch 2
+    assert "errored" in out.stdout and "0 errored" in out.stdout.splitlines()[-2]
+
+
+def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_env):
+    exp = tmp_path / "store" / "resume"
+    first = subprocess.Popen(sweep_cmd(tmp_path / "store", "resume"), env=ray_env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(trial_epochs(exp)) >= 1, timeout=600), "no trial reported in time"
+    finally:
+        kill_group(first)
+    kill_processes_mentioning(ray_env["RAY_TMPDIR"])  # the driver's local Ray dies with it
+    assert len(trial_epochs(exp)) < 4 or any(len(e) < 2 for e in trial_epochs(exp).values())
+    second = subprocess.run(sweep_cmd(tmp_path / "store", "resume"), env=ray_env, capture_output=True, text=True,
+                            timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming" in second.stdout + second.stderr
+    _assert_each_trial_once(exp, 4, 2)
+
+
+def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
+    port = 20000 + os.getpid() % 20000
+    env = {**ray_env, "RAY_AUTH_MODE": "token"}
+    ray_bin = Path(os.sys.executable).parent / "ray"
+    head = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        assert wait_for(lambda: list(Path(env["RAY_TMPDIR"]).glob("ray/session_*/logs/gcs_server.out")), 120)
+        worker = subprocess.Popen([str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--block",
+                                   "--disable-usage-stats"],
+                                  env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address=127.0.0.1:{port}"),
+                             env=env, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        exp = tmp_path / "store" / "twonode"
+        _assert_each_trial_once(exp, 4, 2)
+        assert len(trial_nodes(exp)) == 2  # trials ran on both nodes
+    finally:
+        for proc in (worker, head):
+            if proc is not None:
+                kill_group(proc)
