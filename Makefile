@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/mfer-train data=synthetic model=mfer_atto hydra.run.dir=runs/quickstart
+	$(BIN)/mfer-sweep search_space=quickstart name=quickstart storage_path=sweeps
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -36,8 +36,12 @@ def seeds(space: SearchSpace) -> list[int]:
     return list(range(space.search.first_seed, space.search.first_seed + space.search.seeds))
 
 
-def search_algorithm(space: SearchSpace, seed: int = 0):
-    """None for grid/random (Ray's variant generator); Optuna in a ConcurrencyLimiter otherwise."""
+def search_algorithm(space: SearchSpace, seed: int = 0, warm_start: Optional[list[tuple[dict, Any]]] = None):
+    """None for grid/random (Ray's variant generator); Optuna in a ConcurrencyLimiter otherwise.
+
+    ``warm_start``: earlier (config, reward) pairs Optuna learns from before suggesting (used when a
+    finished sweep is extended); not with seeds > 1, where rewards are means over repeats.
+    """
     s = space.search
     if not s.algorithm.startswith("optuna"):
         return None
@@ -51,12 +55,14 @@ def search_algorithm(space: SearchSpace, seed: int = 0):
         sampler = optuna.samplers.NSGAIISampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, s.num_samples // 3)))
+    warm = dict(points_to_evaluate=[c for c, _ in warm_start], evaluated_rewards=[r for _, r in warm_start]) \
+        if warm_start and s.seeds == 1 else {}
     if s.algorithm == "optuna_multi":
         metric = [s.metric, *s.objectives]
         mode = [s.mode, *s.objectives.values()]
-        searcher = OptunaSearch(metric=metric, mode=mode, sampler=sampler)
+        searcher = OptunaSearch(metric=metric, mode=mode, sampler=sampler, **warm)
     else:
-        searcher = OptunaSearch(sampler=sampler)
+        searcher = OptunaSearch(sampler=sampler, **warm)
     if s.seeds > 1:
         searcher = Repeater(searcher, repeat=s.seeds, set_index=True)
     # A suggestion's repeats must be able to run together, or the Repeater would wait forever.

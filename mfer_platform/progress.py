@@ -29,6 +29,10 @@ class LiveTable(Callback):
                  every_s: float = 10.0) -> None:
         self.metric, self.mode, self.epochs = metric, mode, epochs
         self.total, self.slots, self.every_s = total_trials, max(1, slots), every_s
+        self.setup()
+
+    def setup(self, **info) -> None:
+        """Called by Tune at every (re)start: a resumed sweep counts from a clean slate."""
         self.t0 = time.monotonic()
         self.last_print = 0.0
         self.epoch_times: list[float] = []

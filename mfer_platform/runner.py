@@ -136,7 +136,7 @@ def check_resources(space: SearchSpace) -> int:
     return max(1, min(slots, space.search.max_concurrent))
 
 
-def _write_sweep_record(req: SweepRequest, path: str) -> None:
+def _write_sweep_record(req: SweepRequest, path: str, extends: Optional[str]) -> None:
     import pyarrow.fs as pafs
 
     s = req.space
@@ -146,6 +146,7 @@ def _write_sweep_record(req: SweepRequest, path: str) -> None:
         "metric": s.search.metric, "mode": s.search.mode, "objectives": s.search.objectives,
         "base": s.base, "base_config": to_dict(s.base_config), "baseline": s.baseline,
         "searcher": asdict(s.search), "scheduler": asdict(s.scheduler), "resources": asdict(s.resources),
+        "extends": extends, "trial_count": s.trial_count(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     fs, root = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
@@ -162,60 +163,126 @@ def _prepare_data_once(space: SearchSpace) -> None:
     load_dataset(space.base_config.data)
 
 
-def build_tuner(req: SweepRequest, path: str, slots: int):
+def _chain(storage_path: str, name: str) -> list[str]:
+    """The experiment and its extensions, oldest first (``name``, ``name-ext1``, …) that exist."""
+    from ray import tune
+
+    chain = [name]
+    while tune.Tuner.can_restore(experiment_path(storage_path, f"{name}-ext{len(chain)}")):
+        chain.append(f"{name}-ext{len(chain)}")
+    return chain
+
+
+def finished_trials(path: str) -> list[tuple[dict, dict]]:
+    """(config, last result) of the experiment's trials, or [] while any is unfinished."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(path).trials
+    if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+        return []
+    return [(t.config, t.last_result or {}) for t in trials]
+
+
+def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tuple[dict, Any]]:
+    """Earlier (config, reward) pairs for an Optuna searcher, so an extension keeps its knowledge."""
+    keys = space.factors
+    metrics = [space.search.metric, *space.search.objectives]
+    out = []
+    for config, result in history:
+        if all(m in result for m in metrics) and all(k in config for k in keys):
+            reward = [result[m] for m in metrics] if len(metrics) > 1 else result[metrics[0]]
+            out.append(({k: config[k] for k in keys}, reward))
+    return out
+
+
+def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm: list[tuple[dict, Any]]):
     from ray import tune
 
     from mfer_platform.progress import LiveTable
     from mfer_platform.trainable import run_trial
 
     s = req.space
+    path = experiment_path(req.storage_path, name)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=s.base_dict, first_seed=s.search.first_seed,
                              threads=max(1, int(s.resources.cpu))),
         {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
     )
-    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), s.trial_count(), slots)
+    if tune.Tuner.can_restore(path):
+        log.warning(f"resuming experiment {path}: unfinished and errored trials continue from their checkpoints")
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=plan.param_space(s))
+    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), num_samples, slots)
     run_config = tune.RunConfig(
-        name=req.name,
+        name=name,
         storage_path=req.storage_path,
         failure_config=tune.FailureConfig(max_failures=req.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[live],
         verbose=0,
     )
-    if tune.Tuner.can_restore(path):
-        log.warning(f"resuming experiment {path}: unfinished and errored trials continue from their checkpoints")
-        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
-                                  param_space=plan.param_space(s))
     metric, mode = plan.tune_metric(s)
-    searcher = plan.search_algorithm(s)
+    searcher = plan.search_algorithm(s, warm_start=warm)
     tune_config = tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=plan.scheduler(s),
-        num_samples=plan.num_samples(s), time_budget_s=s.search.time_budget_s, reuse_actors=True,
+        num_samples=num_samples, time_budget_s=s.search.time_budget_s, reuse_actors=True,
         # An Optuna searcher already sits in a ConcurrencyLimiter; grid/random need the cap here.
         max_concurrent_trials=None if searcher else s.search.max_concurrent,
     )
     return tune.Tuner(trainable, param_space=plan.param_space(s), tune_config=tune_config, run_config=run_config)
 
 
-def run_sweep(req: SweepRequest) -> str:
-    """Launch (or resume) the sweep; return the experiment path."""
+def run_sweep(req: SweepRequest) -> list[str]:
+    """Launch, resume or extend the sweep; return its experiment names (the original first).
+
+    - new name: launch;
+    - an unfinished experiment (driver killed, node lost): resume it;
+    - a finished one asked for more trials than it ran (e.g. ``search.num_samples`` raised): Ray's
+      restore cannot grow an experiment, so a linked ``NAME-extK`` experiment runs the extra trials,
+      its Optuna searcher warm-started from every earlier result;
+    - a finished one asked for nothing more: nothing to run.
+    """
     import ray
 
     check_storage_writable(req.storage_path)
-    path = experiment_path(req.storage_path, req.name)
     t0 = time.monotonic()
     connect(req.cluster)
     try:
         slots = check_resources(req.space)
-        from ray import tune
-
-        if not tune.Tuner.can_restore(path):
-            _write_sweep_record(req, path)
+        chain = _chain(req.storage_path, req.name)
+        history: list[tuple[dict, dict]] = []
+        for name in chain:
+            history += finished_trials(experiment_path(req.storage_path, name)) if _exists(req, name) else []
+        last = chain[-1]
+        wanted = plan.num_samples(req.space)
+        target, samples, warm = last, wanted, []
+        if not _exists(req, last):
+            _write_sweep_record(req, experiment_path(req.storage_path, last), extends=None)
+        elif not finished_trials(experiment_path(req.storage_path, last)):
+            pass  # resume the unfinished one
+        elif len(history) >= req.space.trial_count():
+            log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run")
+            return chain
+        elif req.space.search.algorithm == "grid":
+            raise SpaceError(f"grid sweep {req.name!r} already ran {len(history)} of {req.space.trial_count()} "
+                             f"trials; run the extra seeds as a new experiment (name=… search.first_seed=…)")
+        else:
+            target = f"{req.name}-ext{len(chain)}"
+            samples = wanted - len(history)
+            warm = _warm_start(req.space, history)
+            log.warning(f"{req.name} finished {len(history)} trials; extending with {samples} more as {target}"
+                        f" (searcher warm-started from {len(warm)} results)")
+            _write_sweep_record(req, experiment_path(req.storage_path, target), extends=chain[-1])
+            chain.append(target)
         _prepare_data_once(req.space)
-        tuner = build_tuner(req, path, slots)
-        tuner.fit()
+        build_tuner(req, target, slots, samples, warm).fit()
     finally:
         ray.shutdown()
-    log.warning(f"sweep finished in {time.monotonic() - t0:.0f}s: {path}")
-    return path
+    log.warning(f"sweep finished in {time.monotonic() - t0:.0f}s: {experiment_path(req.storage_path, req.name)}")
+    return chain
+
+
+def _exists(req: SweepRequest, name: str) -> bool:
+    from ray import tune
+
+    return tune.Tuner.can_restore(experiment_path(req.storage_path, name))

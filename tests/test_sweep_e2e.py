@@ -55,6 +55,14 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout + second.stderr
     _assert_each_trial_once(exp, 4, 2)
+    # A finished sweep asked for more samples grows by a linked experiment with only the extra trials.
+    more = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=6"), env=ray_env,
+                          capture_output=True, text=True, timeout=900)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    _assert_each_trial_once(tmp_path / "store" / "resume-ext1", 2, 2)
+    again = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=6"), env=ray_env,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr
 
 
 def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
