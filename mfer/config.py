@@ -60,7 +60,7 @@ class LossConfig:
 class OptimConfig:
     """AdamW plus an epoch-level schedule (paper: ExponentialLR(0.95))."""
 
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     scheduler: str = "exponential"  # exponential | cosine (linear warm-up, then cosine)
@@ -75,7 +75,10 @@ class DataConfig:
     """Which dataset, at which resolution, and how batches are drawn and augmented."""
 
     name: str = "synthetic"  # a key of mfer.data.registry.DATASETS
-    root: Optional[str] = None  # dataset folder (real datasets)
+    root: Optional[str] = None  # dataset folder (real datasets; layouts in mfer/data/formats)
+    # RAF-DB only: the official aligned 100x100 crops (Image/aligned) or the photos (Image/original),
+    # a recorded choice because alignment mismatches move accuracy by points (fer_pitfalls #4).
+    rafdb_images: str = "aligned"
     image_size: int = 64
     val_fraction: float = 0.1  # carved, stratified and seeded, from train
     split_seed: int = 0
@@ -83,8 +86,8 @@ class DataConfig:
     synthetic_train: int = 3000
     synthetic_test: int = 700
     synthetic_seed: int = 0
-    synthetic_difficulty: float = 1.0
-    batch_size: int = 64
+    synthetic_difficulty: float = 0.7
+    batch_size: int = 32
     eval_batch_size: int = 256
     balanced_sampler: bool = False
     hflip: bool = True
@@ -98,7 +101,7 @@ class DataConfig:
 class TrainerConfig:
     """Loop-level settings: length, device, precision, checkpoints, seeding."""
 
-    epochs: int = 12
+    epochs: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; off on CPU) | bf16 | fp16 | off
@@ -162,6 +165,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check("optim.gamma", 0.0 < o.gamma <= 1.0, "must lie in (0, 1]", o.gamma)
     _check("optim.grad_clip", o.grad_clip >= 0, "must be >= 0 (0 disables)", o.grad_clip)
     _allowed("data.name", d.name, list(DATASETS))
+    _check("data.root", bool(d.root) or d.name == "synthetic",
+           f"is required for data.name={d.name}: the dataset folder (layouts in the README, 'Datasets')", d.root)
+    _allowed("data.rafdb_images", d.rafdb_images, ["aligned", "original"])
     _check("data.image_size", d.image_size >= 32, "must be >= 32 pixels (ConvNeXt downsamples 32x)", d.image_size)
     _check("data.val_fraction", 0.0 < d.val_fraction < 1.0, "must lie in (0, 1)", d.val_fraction)
     _check("data.batch_size", d.batch_size >= 1, "must be >= 1", d.batch_size)

@@ -38,3 +38,12 @@ TINY = (
 @pytest.fixture
 def tiny_cfg():
     return compose_train(*TINY)
+
+
+@pytest.fixture(scope="session")
+def fake_sweep(tmp_path_factory, _private_cache):
+    """A storage folder holding one really-trained sweep experiment (tests/fake_sweep.py), built once.
+    Tests that write into it work on ``fake_sweep.clone(...)``."""
+    from .fake_sweep import build
+
+    return build(tmp_path_factory.mktemp("sweeps"))

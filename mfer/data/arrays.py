@@ -1,32 +1,42 @@
 """The in-memory form every dataset reaches before training: packed uint8 arrays + labels.
 
 Images are (N, H, W, 3) uint8 in NHWC order — often a read-only ``np.memmap`` of the packed
-cache, so that several trials on one node share a single copy through the page cache.
+cache, so that several trials on one node share a single copy through the page cache. A subset
+(the train/val carve) keeps the shared array and a row index instead of copying the rows:
+fancy-indexing a memmap would load a private copy of the whole split into every trial.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 
 @dataclass
 class ArraySplit:
-    images: np.ndarray  # (N, H, W, 3) uint8
+    images: np.ndarray  # (M, H, W, 3) uint8; with ``rows`` set, possibly shared with other splits
     labels: np.ndarray  # (N,) int64, indices into DatasetBundle.classes
+    rows: Optional[np.ndarray] = None  # (N,) rows of ``images`` in this split; None: all M == N rows
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}")
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        n_rows = len(self.images) if self.rows is None else len(self.rows)
+        if n_rows != len(self.labels):
+            raise ValueError(f"{n_rows} images but {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The images at split positions ``index``, as an in-memory (len(index), H, W, 3) array."""
+        return np.ascontiguousarray(self.images[index if self.rows is None else self.rows[index]])
+
     def subset(self, index: np.ndarray) -> "ArraySplit":
         index = np.sort(index)  # sorted reads of a memmap are sequential
-        return ArraySplit(self.images[index], self.labels[index])
+        rows = index if self.rows is None else self.rows[index]
+        return ArraySplit(self.images, self.labels[index], rows)
 
 
 @dataclass

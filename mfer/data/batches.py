@@ -30,7 +30,7 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, shuffle: bool, balanc
 
 
 def _gather(split: ArraySplit, idx: np.ndarray, pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(split.images[idx]))
+    x = torch.from_numpy(split.take(idx))
     y = torch.from_numpy(np.asarray(split.labels[idx], dtype=np.int64))
     return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
 

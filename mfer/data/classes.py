@@ -30,7 +30,22 @@ FERPLUS_VOTE_COLUMNS = {
     "anger": "anger", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
 }
 FERPLUS_NON_EMOTION = ("unknown", "NF")
+# Class-folder names seen in class-per-folder releases (FER2013's ImageFolder exports, AffectNet and
+# RAF-DB mirrors), compared case-insensitively; canonical names and abbreviations are accepted too.
+FOLDER_ALIASES = {
+    "angry": "anger", "contemptuous": "contempt", "disgusted": "disgust", "fearful": "fear",
+    "happy": "happiness", "sad": "sadness", "surprised": "surprise",
+}
+_BY_ABBREVIATION = {abbr.lower(): name for name, abbr in ABBREVIATIONS.items()}
 
 
 def index_of(vocabulary: tuple[str, ...]) -> dict[str, int]:
     return {name: i for i, name in enumerate(vocabulary)}
+
+
+def canonical_class(folder_name: str) -> str | None:
+    """The canonical class a folder name stands for, or None if it names none."""
+    key = folder_name.strip().lower()
+    if key in BASIC8:
+        return key
+    return FOLDER_ALIASES.get(key) or _BY_ABBREVIATION.get(key)

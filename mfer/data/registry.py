@@ -1,13 +1,15 @@
 """Dataset registry: ``data.name`` -> a loader returning a DatasetBundle.
 
 Every loader ends in the same place — packed uint8 arrays with labels in the canonical class
-vocabulary — and carves the validation split from train with the same seeded, stratified rule.
-Adding a dataset is one function and one entry here.
+vocabulary — and carves the validation split from train with the same seeded, stratified rule
+(FERPlus and folder trees that ship an official validation split use theirs). Adding a dataset
+is one adapter in ``mfer/data/formats`` and one entry here.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -15,9 +17,12 @@ import numpy as np
 from mfer.config import DataConfig
 from mfer.data.arrays import ArraySplit, DatasetBundle
 from mfer.data.cache import cache_root, cached
-from mfer.data.classes import BASIC7
+from mfer.data.classes import BASIC7, BASIC8
+from mfer.data.formats import affectnet, ferplus, folder, rafdb
+from mfer.data.formats.base import Listing
+from mfer.data.pack import pack
 from mfer.data.splits import stratified_split
-from mfer.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate
+from mfer.data.synthetic import SyntheticSpec, generate
 
 
 def carve_validation(train: ArraySplit, test: ArraySplit, classes, fingerprint: str, cfg: DataConfig) -> DatasetBundle:
@@ -32,8 +37,7 @@ def load_synthetic(cfg: DataConfig) -> DatasetBundle:
         "train": SyntheticSpec(cfg.synthetic_train, cfg.image_size, cfg.synthetic_seed * 2, cfg.synthetic_difficulty),
         "test": SyntheticSpec(cfg.synthetic_test, cfg.image_size, cfg.synthetic_seed * 2 + 1, cfg.synthetic_difficulty),
     }
-    identity = {"generator": GENERATOR_VERSION, **{k: repr(v) for k, v in specs.items()}}
-    key = "synthetic-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    key = "synthetic-" + hashlib.sha256(json.dumps({k: repr(v) for k, v in specs.items()}).encode()).hexdigest()[:16]
 
     def build():
         arrays = {}
@@ -47,8 +51,26 @@ def load_synthetic(cfg: DataConfig) -> DatasetBundle:
     return carve_validation(train, test, BASIC7, key, cfg)
 
 
+def load_packed(list_dataset: Callable[[DataConfig], Listing], cfg: DataConfig) -> DatasetBundle:
+    """A real dataset: list it with its adapter, decode it once per node into the cache, memory-map it."""
+    packed = pack(list_dataset(cfg), cfg.image_size, cache_root(cfg.cache_dir))
+    s = packed.splits
+    if "val" in s:  # the release's own validation split (FERPlus PublicTest, a folder tree's val/)
+        return DatasetBundle(s["train"], s["val"], s["test"], packed.classes, packed.content_hash)
+    return carve_validation(s["train"], s["test"], packed.classes, packed.content_hash, cfg)
+
+
+# Real datasets: data.name -> adapter. Each is decoded once per node into the packed cache.
+LISTINGS: dict[str, Callable[[DataConfig], Listing]] = {
+    "rafdb": rafdb.listing,
+    "affectnet7": partial(affectnet.listing, classes=BASIC7),
+    "affectnet8": partial(affectnet.listing, classes=BASIC8),
+    "ferplus": ferplus.listing,
+    "folder": folder.listing,
+}
 DATASETS: dict[str, Callable[[DataConfig], DatasetBundle]] = {
     "synthetic": load_synthetic,
+    **{name: partial(load_packed, list_dataset) for name, list_dataset in LISTINGS.items()},
 }
 
 

@@ -1,0 +1,97 @@
+"""Small FER datasets in their official on-disk layouts, built from the synthetic generator.
+
+RAF-DB and class-per-folder trees come from ``mfer.data.synthetic``'s writers; AffectNet's CSV
+release and FERPlus's two CSVs are written here, exactly as the releases lay them out.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from mfer.config import DataConfig
+from mfer.data.cache import cache_root
+from mfer.data.pack import PackedDataset, pack
+from mfer.data.registry import LISTINGS, load_dataset
+from mfer.data.synthetic import SyntheticSpec, generate
+
+AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                    "facial_landmarks", "expression", "valence", "arousal"]
+FERPLUS_HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust",
+                  "fear", "contempt", "unknown", "NF"]
+
+
+def faces(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, BASIC7 labels) from the synthetic generator."""
+    return generate(SyntheticSpec(n, size, seed))
+
+
+def write_affectnet(root: Path, rows: dict[str, list[tuple[str, int]]], size: int = 32) -> None:
+    """``rows[csv stem]`` = [(subDirectory_filePath, expression code)]; every image is written as a JPEG."""
+    lists = root / "Manually_Annotated_file_lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    n = sum(len(r) for r in rows.values())
+    images, _ = faces(n, size, seed=11)
+    i = 0
+    for stem, entries in rows.items():
+        with open(lists / f"{stem}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(AFFECTNET_HEADER)
+            for rel, code in entries:
+                landmarks = ";".join(["10.5"] * 136)
+                w.writerow([rel, 2, 2, size - 4, size - 4, landmarks, code, "0.1", "-0.2"])
+                path = root / "Manually_Annotated_Images" / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[i]).save(path, quality=95)
+                i += 1
+
+
+def pixel_string(grey: np.ndarray) -> str:
+    return " ".join(str(int(v)) for v in grey.reshape(-1))
+
+
+def write_ferplus(root: Path, rows: list[tuple[str, str, list[int]]], pixels: list[str] | None = None) -> np.ndarray:
+    """``rows`` = [(Usage, Image name, ten vote counts)] -> fer2013.csv + fer2013new.csv; returns the
+    (N, 48, 48) grey faces written (``pixels`` overrides a row's pixel string, e.g. a malformed one)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rgb, emotions = faces(len(rows), 48, seed=5)
+    grey = rgb.mean(-1).round().astype(np.uint8)
+    with open(root / "fer2013.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for i, (usage, _, _) in enumerate(rows):
+            row_pixels = pixels[i] if pixels and pixels[i] is not None else pixel_string(grey[i])
+            w.writerow([int(emotions[i]), row_pixels, usage])
+    with open(root / "fer2013new.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(FERPLUS_HEADER)
+        for usage, name, votes in rows:
+            w.writerow([usage, name, *votes])
+    return grey
+
+
+def config(name: str, root: Path, size: int = 32, **kw) -> DataConfig:
+    return DataConfig(name=name, root=str(root), image_size=size, **kw)
+
+
+def load(name: str, root: Path, size: int = 32, **kw):
+    """The DatasetBundle the trainer would get."""
+    return load_dataset(config(name, root, size, **kw))
+
+
+def packed(name: str, root: Path, size: int = 32, **kw) -> PackedDataset:
+    """The cache entry behind it (folder with arrays, index.parquet, report.json)."""
+    cfg = config(name, root, size, **kw)
+    return pack(LISTINGS[name](cfg), size, cache_root(None))
+
+
+def report_of(entry: PackedDataset) -> dict:
+    return json.loads((entry.folder / "report.json").read_text(encoding="utf-8"))
+
+
+def index_of_entry(entry: PackedDataset) -> list[dict]:
+    return pq.read_table(entry.folder / "index.parquet").to_pylist()
