@@ -46,8 +46,15 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float], ratio=
     cols = torch.arange(w, device=dev).view(1, 1, w)
     in_rows = (rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
     in_cols = (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1))
-    box = in_rows & in_cols & (torch.rand(b, device=dev) < p).view(-1, 1, 1)
-    return torch.where(box.unsqueeze(1), torch.randn_like(x), x)
+    selected = torch.rand(b, device=dev) < p
+    box = (in_rows & in_cols & selected.view(-1, 1, 1)).unsqueeze(1)
+    if dev.type == "cuda":  # noise for the whole batch: indexing the selected images would sync the GPU
+        return torch.where(box, torch.randn_like(x), x)
+    # On the CPU, drawing normals dominates the cost: draw them for the selected images only.
+    idx = selected.nonzero().flatten()
+    out = x.clone()
+    out[idx] = torch.where(box[idx], torch.randn(len(idx), *x.shape[1:], dtype=x.dtype), x[idx])
+    return out
 
 
 def multires(x: torch.Tensor) -> torch.Tensor:
