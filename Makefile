@@ -28,6 +28,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_throughput.py
+	$(PY) benchmarks/data_path.py --threads 1
 
 clean:
 	rm -rf $(VENV) runs sweeps reports exports
