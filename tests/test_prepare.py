@@ -95,3 +95,14 @@ def test_similarity_recovers_a_known_transform():
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     m = similarity(src, src @ (scale * rot).T + shift)
     np.testing.assert_allclose(m, np.hstack([scale * rot, shift[:, None]]), atol=1e-9)
+
+
+def test_images_smaller_than_mtcnn_min_face_fall_back_to_a_centre_crop():
+    from PIL import Image
+
+    from mfer.data.align import AlignSettings, FaceAligner
+
+    tiny, normal = Image.new("RGB", (30, 20)), Image.new("RGB", (100, 100))
+    faces = FaceAligner(AlignSettings(image_size=64))([tiny, normal])
+    assert [f.found for f in faces] == [False, False]
+    assert all(f.image.size == (64, 64) for f in faces)

@@ -113,9 +113,12 @@ class FaceAligner:
         """One AlignedFace per input image, in order; images are batched by equal detection size."""
         copies = [self._detection_copy(img) for img in images]
         by_size: dict[tuple[int, int], list[int]] = {}
-        for i, copy in enumerate(copies):
-            by_size.setdefault(copy.size, []).append(i)
         results: list[Optional[AlignedFace]] = [None] * len(images)
+        for i, copy in enumerate(copies):
+            if min(copy.size) < self.mtcnn.min_face_size:  # MTCNN's pyramid is empty: no face can be found
+                results[i] = AlignedFace(centre_crop(images[i], self.settings.image_size), False, 0.0)
+            else:
+                by_size.setdefault(copy.size, []).append(i)
         bs = self.settings.batch_size
         for idx in by_size.values():
             for lo in range(0, len(idx), bs):
