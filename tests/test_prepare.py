@@ -98,10 +98,6 @@ def test_similarity_recovers_a_known_transform():
 
 
 def test_images_smaller_than_mtcnn_min_face_fall_back_to_a_centre_crop():
-    from PIL import Image
-
-    from mfer.data.align import AlignSettings, FaceAligner
-
     tiny, normal = Image.new("RGB", (30, 20)), Image.new("RGB", (100, 100))
     faces = FaceAligner(AlignSettings(image_size=64))([tiny, normal])
     assert [f.found for f in faces] == [False, False]
