@@ -8,12 +8,20 @@ README can report the cost of each. On CUDA it also reports peak memory and MFU
 (model FLOPs from torch.utils.flop_counter / step time / the GPU's dense bf16 peak).
 
     python benchmarks/trainer_throughput.py [--backbone convnext_atto] [--size 64] [--batch 64]
+    python benchmarks/trainer_throughput.py --backbone convnext_base --size 224 --batch 128 --save
+
+``--save`` writes ``benchmarks/results/<device>_<backbone>_<size>.json``; the sweep dry run
+(``mfer_platform.cost``) turns its full-MFER images/s into the GPU-hour estimate of a study.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import re
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import timm
@@ -27,6 +35,19 @@ from mfer.model import build_model
 from mfer.train.loop import autocast_factory
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+RESULTS = Path(__file__).parent / "results"
+
+
+def save(args, device_name: str, rows: dict[str, float]) -> Path:
+    """The measurement ``mfer_platform.cost.measured`` reads: the last row (full MFER) is the figure."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower()
+    path = RESULTS / f"{slug}_{args.backbone}_{args.size}.json"
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps({
+        "device": device_name, "backbone": args.backbone, "image_size": args.size, "batch": args.batch,
+        "images_per_s": list(rows.values())[-1], "rows": rows,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=1))
+    return path
 
 
 def _timeit(step, warmup: int, iters: int, device) -> float:
@@ -99,6 +120,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--save", action="store_true", help="write benchmarks/results/*.json for sweep cost estimates")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast, dtype = autocast_factory("auto", device)
@@ -120,7 +142,7 @@ def main() -> None:
     ]
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"{args.backbone} @ {args.size}px, batch {args.batch}, amp {dtype}")
-    ref = None
+    ref, measured = None, {}
     for label, spec in rows:
         if spec is None:
             step, model = bare_step(args.backbone, batch, labels, device, autocast)
@@ -131,6 +153,7 @@ def main() -> None:
         sec = _timeit(step, args.warmup, args.iters, device)
         ips = args.batch / sec
         ref = ref or ips
+        measured[label] = ips
         extra = ""
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
@@ -140,6 +163,8 @@ def main() -> None:
             extra = f"  peak {peak:.2f} GiB  MFU {mfu:.1%}"
         print(f"{label:<40} {ips:9.1f} img/s  ratio {ips / ref:5.2f}{extra}")
         del step, model
+    if args.save:
+        print(f"saved {save(args, torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu', measured)}")
     with contextlib.suppress(Exception):
         import resource
 

@@ -2,20 +2,20 @@
 
 One function per Ray concept, each mapping our YAML vocabulary onto Ray 2.60's current API.
 Nothing opaque to the searcher (no ``tune.sample_from``): every parameter is a Tune domain
-Optuna can model. Seeds are a grid axis for grid/random search, and Ray's ``Repeater`` for
+Optuna can model. Named rows are a grid axis ``row`` of their names. Seeds are a grid axis for grid/random search, and Ray's ``Repeater`` for
 Optuna (the searcher sees the mean over a suggestion's seeds).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from mfer_platform.spaces import SEED_KEY, SearchSpace, encode_choice
+from mfer_platform.spaces import ROW_KEY, SEED_KEY, SearchSpace, encode_choice
 
 
 def param_space(space: SearchSpace) -> dict[str, Any]:
     from ray import tune
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {ROW_KEY: tune.grid_search(list(space.rows))} if space.rows else {}
     for p in space.params:
         if p.kind == "choice":
             out[p.key] = tune.choice([encode_choice(v) for v in p.values])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mfer.config import to_dict
-from mfer_platform import plan
+from mfer_platform import cost, plan
 from mfer_platform.spaces import SearchSpace, SpaceError
 
 SWEEP_FILE = "mfer_sweep.json"
@@ -85,11 +85,13 @@ def describe(space: SearchSpace, name: str, storage_path: str) -> str:
         f"  scheduler      : {space.scheduler.name}",
         f"  resources      : {r.cpu:g} CPU + {r.gpu:g} GPU per trial",
         f"  trial-epochs   : {upper} at most, ~{expected} expected with early stopping",
+        *cost.estimate(space).lines(),
         f"  storage        : {experiment_path(storage_path, name)}",
         "  parameters     :",
     ]
-    lines += [f"    {p.key:<28} {p.kind:<10} {p.values}" for p in space.params] or ["    (none)"]
-    return "\n".join(lines)
+    varied = [f"    {p.key:<28} {p.kind:<10} {p.values}" for p in space.params]
+    varied += [f"    row {row:<24} {overrides or '(the base)'}" for row, overrides in space.rows.items()]
+    return "\n".join(lines + (varied or ["    (none)"]))
 
 
 def quiet_ray() -> None:
@@ -146,7 +148,7 @@ def _write_sweep_record(req: SweepRequest, path: str, extends: Optional[str]) ->
         "metric": s.search.metric, "mode": s.search.mode, "objectives": s.search.objectives,
         "base": s.base, "base_config": to_dict(s.base_config), "baseline": s.baseline,
         "searcher": asdict(s.search), "scheduler": asdict(s.scheduler), "resources": asdict(s.resources),
-        "extends": extends, "trial_count": s.trial_count(),
+        "extends": extends, "trial_count": s.trial_count(), "rows": s.rows, "dataset": s.dataset,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     fs, root = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
@@ -205,7 +207,7 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
     path = experiment_path(req.storage_path, name)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=s.base_dict, first_seed=s.search.first_seed,
-                             threads=max(1, int(s.resources.cpu))),
+                             threads=max(1, int(s.resources.cpu)), rows=s.rows),
         {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
     )
     if tune.Tuner.can_restore(path):

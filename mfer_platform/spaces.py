@@ -11,6 +11,14 @@ A search space is a file under ``search_spaces/`` (subfolders allowed), e.g.::
     scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
     resources: {cpu: 1, gpu: 0.25}
 
+A study (an ablation table) is easier to read as *named rows* than as a product of axes, because
+its rows are hand-picked combinations (baseline, +DS attention, full MFER…)::
+
+    rows:                      # {row name: {dotted TrainConfig path: value}}, a grid axis ``row``
+      baseline: {model.attn_variant: none, model.msc_fractions: []}
+      full_mfer: {}
+    baseline: {row: baseline}
+
 ``load_space`` parses and validates it — unknown parameter paths, impossible ranges, values
 the trainer rejects, searcher/scheduler mismatches — raising ``SpaceError`` with the YAML key
 named, *before* any trial starts. ``compile_space`` then turns it into Ray Tune objects.
@@ -36,6 +44,7 @@ DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "int")
 ALGORITHMS = ("grid", "random", "optuna_tpe", "optuna_cmaes", "optuna_multi")
 SCHEDULERS = ("asha", "hyperband", "pbt", "none")
 SEED_KEY = "trainer.seed"
+ROW_KEY = "row"  # the grid axis of a space's named rows; a trial's params keep the row's name
 # Metrics the trainer reports every epoch (what a searcher or scheduler may optimise).
 METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
 
@@ -92,17 +101,24 @@ class SearchSpace:
     scheduler: SchedulerSettings
     resources: Resources
     baseline: Optional[dict[str, Any]] = None  # the comparison row of studies: {dotted key: value}
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # {row name: {dotted key: value}}
 
     @property
     def factors(self) -> list[str]:
-        return [p.key for p in self.params]
+        return ([ROW_KEY] if self.rows else []) + [p.key for p in self.params]
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the study targets: the last ``data=`` of its base, before any scale preset
+        swapped in synthetic data (published figures are looked up by it)."""
+        return next((b.split("=", 1)[1] for b in reversed(self.base) if b.startswith("data=")), "synthetic")
 
     def epochs(self) -> int:
         return self.base_config.trainer.epochs
 
     def trial_count(self) -> int:
         grid = [p for p in self.params if p.kind == "grid"]
-        n = math.prod(len(p.values) for p in grid) if grid else 1
+        n = math.prod(len(p.values) for p in grid) * max(1, len(self.rows))
         if self.search.algorithm == "grid":
             return n * self.search.seeds
         return self.search.num_samples * n * self.search.seeds
@@ -217,7 +233,7 @@ def _check_combination(source: str, s: SearchSpace) -> None:
         raise _err(source, "scheduler.name", f"unknown {sch!r}; use one of {SCHEDULERS}")
     if s.search.mode not in ("max", "min"):
         raise _err(source, "search.mode", "must be max or min")
-    grid = [p.key for p in s.params if p.kind == "grid"]
+    grid = [p.key for p in s.params if p.kind == "grid"] + ([ROW_KEY] if s.rows else [])
     if alg == "grid":
         sampled = [p.key for p in s.params if p.kind != "grid"]
         if sampled:
@@ -251,6 +267,43 @@ def _check_combination(source: str, s: SearchSpace) -> None:
         raise _err(source, "search.metric", f"unknown metric {s.search.metric!r}; use one of {sorted(METRICS)}")
 
 
+def _parse_rows(source: str, raw: Any, known: dict[str, Any], params: list[Param], base: dict) -> dict[str, dict]:
+    """Named rows: every key a known TrainConfig path not varied elsewhere, every row a config the
+    trainer accepts as a whole (a row's values can depend on each other, e.g. stages and variant)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise _err(source, "rows", "must map row names to {dotted.key: value} overrides")
+    varied = {p.key for p in params}
+    rows = {}
+    for name, overrides in raw.items():
+        where = f"rows.{name}"
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise _err(source, where, "must be a mapping of dotted TrainConfig paths to values")
+        for key in overrides:
+            if key == SEED_KEY:
+                raise _err(source, f"{where}.{key}", "seeds are set with search.seeds, not per row")
+            if key not in known:
+                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                raise _err(source, f"{where}.{key}", "unknown parameter path" + (f"; did you mean {hint[0]}?" if hint else ""))
+            if key in varied:
+                raise _err(source, f"{where}.{key}", "also varied under params: set it in one place")
+        try:
+            apply_overrides(base, overrides)
+        except (ConfigError, ValueError) as e:
+            raise _err(source, where, f"rejected by the trainer: {e}") from None
+        rows[str(name)] = dict(overrides)
+    return rows
+
+
+def _check_baseline(source: str, space: SearchSpace) -> None:
+    for k, v in space.baseline.items():
+        if k not in space.factors:
+            raise _err(source, f"baseline.{k}", f"not a varied parameter ({space.factors})")
+        if k == ROW_KEY and v not in space.rows:
+            raise _err(source, "baseline.row", f"no row named {v!r} (rows: {', '.join(space.rows)})")
+
+
 
 def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | None = None,
                 extra_base: list[str] | None = None) -> SearchSpace:
@@ -258,7 +311,7 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     appends mfer-train overrides to the file's ``base`` (both from the CLI)."""
     if not isinstance(raw, dict):
         raise SpaceError(f"{source}: the file must hold a mapping of keys (description, base, params, search…)")
-    _only(source, "", raw, {"description", "base", "params", "search", "scheduler", "resources", "baseline"})
+    _only(source, "", raw, {"description", "base", "params", "rows", "search", "scheduler", "resources", "baseline"})
     base = raw.get("base") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise _err(source, "base", "must be a list of mfer-train overrides such as model=mfer_atto")
@@ -276,7 +329,7 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
         search=_typed(source, "search", SearchSettings, raw.get("search")),
         scheduler=_typed(source, "scheduler", SchedulerSettings, raw.get("scheduler")),
         resources=_typed(source, "resources", Resources, raw.get("resources")),
-        baseline=raw.get("baseline"),
+        baseline=raw.get("baseline"), rows=_parse_rows(source, raw.get("rows"), known, params, base_dict),
     )
     for key, value in (overrides or {}).items():
         section, _, field_name = key.partition(".")
@@ -288,9 +341,7 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     for p in params:
         _check_values(source, p, base_dict)
     if space.baseline is not None:
-        for k in space.baseline:
-            if k not in space.factors:
-                raise _err(source, f"baseline.{k}", f"not a varied parameter ({space.factors})")
+        _check_baseline(source, space)
     return space
 
 

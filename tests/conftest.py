@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,14 @@ def fake_sweep(tmp_path_factory, _private_cache):
     from .fake_sweep import build
 
     return build(tmp_path_factory.mktemp("sweeps"))
+
+
+@pytest.fixture
+def ray_env(tmp_path):
+    """A private Ray temp dir (short: it holds unix sockets) and the cleanup of its processes."""
+    from .sweeps import kill_processes_mentioning
+
+    token = f"/tmp/rt{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "RAY_TMPDIR": token, "PYTHONUNBUFFERED": "1"}
+    yield env
+    kill_processes_mentioning(token)

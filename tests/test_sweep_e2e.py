@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ import pytest
 from .sweeps import kill_group, kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ray_env(tmp_path):
-    """A private Ray temp dir (short: it holds unix sockets) and the cleanup of its processes."""
-    token = f"/tmp/rt{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "RAY_TMPDIR": token, "PYTHONUNBUFFERED": "1"}
-    yield env
-    kill_processes_mentioning(token)
 
 
 def _assert_each_trial_once(exp: Path, n_trials: int, epochs: int) -> None:

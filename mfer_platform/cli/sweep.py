@@ -2,6 +2,7 @@
 
     mfer-sweep search_space=quickstart name=demo storage_path=sweeps
     mfer-sweep search_space=paper/component_ablation dry_run=true
+    mfer-sweep search_space=paper/component_ablation scale=smoke      # the same study, CPU-sized
     mfer-sweep search_space=loss_weights cluster.address=auto storage_path=s3://bucket/sweeps
 """
 from __future__ import annotations
@@ -14,9 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from mfer.cli.errors import user_errors
 from mfer_platform.runner import ClusterSettings, SweepRequest, describe, normalize_storage, run_sweep
 from mfer_platform.spaces import SpaceError, load_space
+from mfer_platform.stats import StatsError
+from mfer_platform.store import StoreError
+from mfer_platform.summary import sweep_comparison
+from mfer_platform.tables import to_markdown
 
 
 def _section_overrides(cfg: DictConfig) -> dict:
+    """search/scheduler/resources fields set (non-null) in ``cfg``: the CLI's or a scale preset's."""
     out = {}
     for section in ("search", "scheduler", "resources"):
         for key, value in (cfg.get(section) or {}).items():
@@ -28,8 +34,10 @@ def _section_overrides(cfg: DictConfig) -> dict:
 @hydra.main(config_path="../conf", config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     logging.getLogger("mfer_platform").setLevel(logging.INFO)
-    with user_errors(SpaceError):
-        space = load_space(cfg.search_space, _section_overrides(cfg), extra_base=list(cfg.overrides))
+    with user_errors(SpaceError, StoreError, StatsError):
+        # The scale preset first, so the command line's own settings win over it.
+        space = load_space(cfg.search_space, {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
+                           extra_base=[*cfg.scale.overrides, *cfg.overrides])
         name = cfg.name or cfg.search_space.replace("/", "-")
         storage = normalize_storage(cfg.storage_path)
         print(describe(space, name, storage), flush=True)
@@ -37,7 +45,12 @@ def main(cfg: DictConfig) -> None:
             print("dry run: nothing launched")
             return
         cluster = ClusterSettings(**OmegaConf.to_container(cfg.cluster))
-        run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
+        experiments = run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
+        cmp, trials, paper = sweep_comparison(storage, experiments)
+    statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
+    print(f"\n{len(trials)} trials ({statuses}); results store: {storage}/results/trials.parquet\n")
+    print(to_markdown(cmp, paper))
+    print(f"\nreport: mfer-report storage_path={storage} name={name} output_dir=reports/{name}")
 
 
 if __name__ == "__main__":

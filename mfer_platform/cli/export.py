@@ -1,0 +1,31 @@
+"""``mfer-export``: the sweep's best model as safetensors + config.json + metrics.json + model card.
+
+    mfer-export storage_path=sweeps name=quickstart output_dir=exports/quickstart
+"""
+from __future__ import annotations
+
+import json
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mfer.cli.errors import user_errors
+from mfer_platform.export import CARD, METRICS_FILE, ExportError, export_best
+from mfer_platform.stats import StatsError
+from mfer_platform.store import StoreError
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with user_errors(StoreError, StatsError, ExportError):
+        baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
+        out = export_best(cfg.storage_path, cfg.name, cfg.output_dir, baseline)
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    stat = metrics["group_stats"][metrics["selection"]["metric"]]
+    print(f"exported trial {metrics['trial']['trial_id']} (seed {metrics['trial']['seed']}) of group "
+          f"{metrics['group']!r}: mean {metrics['selection']['metric']} {stat['mean']:.4f} over n={stat['n']} seeds")
+    print(f"-> {out} (model card: {out / CARD})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The sweep report: one self-contained HTML file of plotly figures plus the comparison table.
+
+Pictures a researcher would rather look at than read: the sweep in parallel coordinates, the
+ablation as bars with confidence intervals, learning curves per group, per-class accuracy
+across groups, the best model's confusion matrix, the Pareto front of a multi-objective
+search, and where the compute went. plotly.js is embedded once (``include_plotlyjs=True``), so
+the file opens offline, e-mailed or archived. Every figure states its n.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mfer.data.classes import ABBREVIATIONS
+from mfer_platform import store
+from mfer_platform.published import PaperColumn, paper_column
+from mfer_platform.stats import (Comparison, best_trial, compare, compute_spent, pareto_front, plain, short_names,
+                                 spec_from_record)
+from mfer_platform.tables import PRETTY, to_html, write_tables
+
+TOP_K = 12  # groups drawn in the per-group figures (best first); the table lists them all
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=60))
+
+
+def _group_members(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> list[tuple[str, pd.DataFrame]]:
+    """(label, completed trials) of the best ``top_k`` groups, best first."""
+    out = []
+    for g in cmp.groups.head(top_k).itertuples():
+        out.append((g.group, trials[trials["trial_id"].isin(g.trial_ids) & (trials["status"] == "completed")]))
+    return out
+
+
+def _is_number(values: pd.Series) -> bool:
+    return values.map(lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)).all()
+
+
+def parallel_coordinates(trials: pd.DataFrame, factors: list[str], metric: str) -> Optional[go.Figure]:
+    """Every trial with a validation value, one axis per varied factor, coloured by ``metric``."""
+    rows = trials[trials[metric].notna()]
+    if rows.empty or not factors:
+        return None
+    names = short_names(factors)
+    dims = []
+    for f in factors:
+        values = rows[f].map(plain)
+        if _is_number(values):
+            v = values.astype(float)
+            if (v > 0).all() and v.max() / v.min() > 20:  # log-uniform searches: a log axis
+                dims.append(dict(label=f"log10 {names[f]}", values=np.log10(v)))
+            else:
+                dims.append(dict(label=names[f], values=v))
+        else:
+            text = values.map(str)
+            cats = sorted(text.unique())
+            dims.append(dict(label=names[f], values=text.map(cats.index), tickvals=list(range(len(cats))),
+                             ticktext=cats))
+    if (rows["status"] == "early_stopped").any():
+        dims.append(dict(label="epochs run", values=rows["epochs_run"]))
+    dims.append(dict(label=metric, values=rows[metric]))
+    fig = go.Figure(go.Parcoords(line=dict(color=rows[metric], colorscale="Viridis", showscale=True), dimensions=dims))
+    fig.update_layout(title=f"The sweep: {len(rows)} trials (n=1 each line; early-stopped included), colour = {metric}",
+                      **{**_LAYOUT, "margin": dict(l=60, r=60, t=120, b=40)})
+    return fig
+
+
+def ablation_bars(cmp: Comparison, top_k: int) -> go.Figure:
+    """Mean of the selection metric and test accuracy per group, with 95 % CI error bars."""
+    labels = list(cmp.groups["group"].head(top_k))[::-1]
+    fig = go.Figure()
+    for metric in dict.fromkeys((cmp.spec.metric, "test_acc")):
+        s = [cmp.stat(g, metric) for g in labels]
+        mean = [100 * r["mean"] for r in s]
+        half = [0.0 if math.isnan(r["ci_high"]) else 100 * (r["ci_high"] - r["mean"]) for r in s]
+        fig.add_bar(y=labels, x=mean, orientation="h", name=PRETTY.get(metric, metric),
+                    error_x=dict(type="data", array=half, visible=True),
+                    text=[f"n={r['n']}" for r in s], textposition="inside")
+    fig.update_layout(title=f"Ablation: mean ± {100 * cmp.spec.confidence:g}% CI over seeds (%, n on each bar)",
+                      barmode="group", height=max(350, 60 * len(labels)), xaxis_title="%", **_LAYOUT)
+    return fig
+
+
+def learning_curves(cmp: Comparison, trials: pd.DataFrame, epochs: pd.DataFrame, top_k: int) -> go.Figure:
+    """Validation metric and training loss per epoch, mean over each group's seeds."""
+    metric = cmp.spec.metric
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(metric, "train_loss"))
+    for i, (label, members) in enumerate(_group_members(cmp, trials, top_k)):
+        curves = epochs[epochs["trial_id"].isin(members["trial_id"])].groupby("epoch")
+        mean, n = curves[[metric, "train_loss"]].mean(), curves.size()
+        color = f"hsl({(i * 137) % 360},60%,45%)"
+        hover = [f"n={k}" for k in n]
+        for col, key in ((1, metric), (2, "train_loss")):
+            fig.add_scatter(x=mean.index, y=mean[key], mode="lines+markers", name=label, legendgroup=label,
+                            showlegend=col == 1, line=dict(color=color), text=hover, row=1, col=col,
+                            hovertemplate="epoch %{x}: %{y:.4f} (%{text})")
+    fig.update_layout(title=f"Learning curves: mean over each group's seeds (top {top_k} groups; n in hover)",
+                      height=480, **_LAYOUT)
+    fig.update_xaxes(title="epoch")
+    return fig
+
+
+def _classes(trials: pd.DataFrame) -> list[str]:
+    found = trials["classes"].dropna()
+    return [ABBREVIATIONS.get(c, c) for c in plain(found.iloc[0])] if len(found) else []
+
+
+def per_class_heatmap(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> Optional[go.Figure]:
+    """Validation per-class accuracy at the selected epoch, mean over seeds, group x class."""
+    classes = _classes(trials)
+    labels, rows = [], []
+    for label, members in _group_members(cmp, trials, top_k):
+        per_class = [plain(v) for v in members["val_per_class_acc"].dropna()]
+        if per_class:
+            arr = np.array([[np.nan if x is None else x for x in row] for row in per_class], dtype=float)
+            labels.append(f"{label} (n={len(per_class)})")
+            rows.append(np.nanmean(arr, axis=0) if not np.isnan(arr).all() else arr[0])
+    if not rows or not classes:
+        return None
+    z = np.vstack(rows)[::-1]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=labels[::-1], zmin=0, zmax=1, colorscale="Blues",
+                               text=np.round(z, 2), texttemplate="%{text}"))
+    fig.update_layout(title="Per-class validation accuracy at the selected epoch (mean over n seeds)",
+                      height=max(350, 45 * len(labels) + 150), **_LAYOUT)
+    return fig
+
+
+def confusion_figure(trial: pd.Series, classes: list[str]) -> Optional[go.Figure]:
+    """The best trial's validation confusion matrix, row-normalised (rows: true class)."""
+    cm = plain(trial["val_confusion"])
+    if not cm:
+        return None
+    counts = np.array(cm, dtype=float)
+    norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    text = [[f"{norm[i, j]:.2f}<br>({int(counts[i, j])})" for j in range(len(classes))] for i in range(len(classes))]
+    fig = go.Figure(go.Heatmap(z=norm, x=classes, y=classes, zmin=0, zmax=1, colorscale="Blues", text=text,
+                               texttemplate="%{text}"))
+    fig.update_layout(title=f"Best model's confusion matrix: trial {trial['trial_id']}, seed {trial['seed']}, "
+                            f"validation split (n={int(counts.sum())}), epoch {trial['selected_epoch']}; row-normalised",
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=560, **_LAYOUT)
+    return fig
+
+
+def pareto_figure(trials: pd.DataFrame, metric: str, mode: str, objectives: dict[str, str]) -> Optional[go.Figure]:
+    """Multi-objective searches: ``metric`` against each extra objective, Pareto-optimal trials joined."""
+    objectives = {k: v for k, v in objectives.items() if k in trials.columns}
+    if not objectives:
+        return None
+    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=list(objectives))
+    for i, (obj, obj_mode) in enumerate(objectives.items(), start=1):
+        rows = trials[(trials["status"] == "completed") & trials[metric].notna() & trials[obj].notna()]
+        front = pareto_front(rows[[obj, metric]].to_numpy(float), [obj_mode == "max", mode == "max"])
+        fig.add_scatter(x=rows[obj], y=rows[metric], mode="markers", name=f"trials (n={len(rows)})",
+                        text=rows["trial_id"], marker=dict(color="lightgray"), showlegend=i == 1, row=1, col=i)
+        best = rows[front].sort_values(obj)
+        fig.add_scatter(x=best[obj], y=best[metric], mode="lines+markers", name=f"Pareto front (n={len(best)})",
+                        text=best["trial_id"], marker=dict(color="crimson"), showlegend=i == 1, row=1, col=i)
+        fig.update_xaxes(title=f"{obj} ({obj_mode})", row=1, col=i)
+    fig.update_yaxes(title=f"{metric} ({mode})")
+    fig.update_layout(title="Pareto front of the multi-objective search (completed trials, n=1 each point)", **_LAYOUT)
+    return fig
+
+
+def compute_figure(trials: pd.DataFrame, factors: list[str], top_k: int) -> go.Figure:
+    spent = compute_spent(trials, factors)
+    shown = spent.per_group.head(top_k)[::-1]
+    hours = spent.spent_s / 3600
+    fig = go.Figure(go.Bar(y=shown["group"], x=shown["seconds"], orientation="h",
+                           text=[f"n={t} trials, {e} stopped early" for t, e in zip(shown["trials"], shown["early_stopped"])],
+                           textposition="auto"))
+    fig.update_layout(title=f"Compute: {spent.spent_s:,.0f} reserved {spent.unit}-seconds ({hours:.2f} {spent.unit}-hours) "
+                            f"over n={len(trials)} trials; early stopping saved ≈{spent.saved_s:,.0f} s "
+                            f"({100 * spent.saved_share:.1f}% of the full budget)",
+                      xaxis_title=f"{spent.unit}-seconds", height=max(350, 45 * len(shown) + 150), **_LAYOUT)
+    return fig
+
+
+def _provenance(trials: pd.DataFrame) -> str:
+    def distinct(col: str) -> str:
+        return ", ".join(sorted({str(v) for v in trials[col].dropna()})) or "unknown"
+
+    return (f"git commit: {html.escape(distinct('git_commit'))}<br>dataset fingerprint: "
+            f"{html.escape(distinct('dataset_fingerprint'))}<br>{trials['config_hash'].nunique()} distinct config hashes")
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222}
+table.comparison{border-collapse:collapse;font-size:13px}table.comparison td,table.comparison th{border:1px solid #ccc;
+padding:4px 6px;text-align:right}table.comparison td:first-child{text-align:left}.caption{font-size:13px;color:#555}
+section{margin:2.5em 0}"""
+
+
+@dataclass
+class ReportInputs:
+    experiment: str
+    record: dict
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    cmp: Comparison
+    paper: Optional[PaperColumn] = None  # published figures beside ours (paper studies only)
+
+
+def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Path:
+    """Write the self-contained HTML report to ``path``."""
+    trials, cmp, record = inp.trials, inp.cmp, inp.record
+    factors = cmp.spec.factors
+    best = best_trial(cmp, trials)
+    figures = {
+        "Sweep": parallel_coordinates(trials, factors, cmp.spec.metric),
+        "Ablation": ablation_bars(cmp, top_k),
+        "Learning curves": learning_curves(cmp, trials, inp.epochs, top_k),
+        "Per-class accuracy": per_class_heatmap(cmp, trials, top_k),
+        "Best model": confusion_figure(best, _classes(trials)),
+        "Pareto front": pareto_figure(trials, cmp.spec.metric, cmp.spec.mode, record.get("objectives") or {}),
+        "Compute": compute_figure(trials, factors, top_k),
+    }
+    sections, first = [], True
+    for title, fig in figures.items():
+        if fig is None:
+            continue
+        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=title.lower().replace(" ", "-"))
+        sections.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
+        first = False
+    statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
+    head = (f"<h1>Sweep report: {html.escape(inp.experiment)}</h1><p>search space {html.escape(str(record.get('search_space')))}"
+            f" · searcher {html.escape(str((record.get('searcher') or {}).get('algorithm')))}"
+            f" · scheduler {html.escape(str((record.get('scheduler') or {}).get('name')))}"
+            f" · created {html.escape(str(record.get('created')))}<br>n={len(trials)} trials: {statuses}<br>"
+            f"best (mean {cmp.spec.metric} over seeds, validation): <b>{html.escape(cmp.best)}</b>; best seed: trial "
+            f"{html.escape(str(best['trial_id']))} (seed {best['seed']})</p><p>{_provenance(trials)}</p>")
+    table = f"<section><h2>Comparison table</h2>{to_html(cmp, inp.paper)}</section>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(inp.experiment)} — MFER sweep report"
+            f"</title><style>{_CSS}</style></head><body>{head}{table}{''.join(sections)}</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None,
+                top_k: int = TOP_K) -> dict[str, Path]:
+    """Ingest experiment ``name``, then write the comparison tables and ``report.html`` to ``output_dir``."""
+    store.ingest(storage_path, name)
+    record = store.read_sweep_record(storage_path, name)
+    trials = store.load_trials(storage_path, name)
+    cmp = compare(trials, spec_from_record(record, baseline))
+    paper = paper_column(cmp, record)
+    paths = write_tables(cmp, output_dir, paper)
+    inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper)
+    paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
+    return paths

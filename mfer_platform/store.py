@@ -1,0 +1,430 @@
+"""The results store: every sweep's trials and epochs in two Parquet tables, across experiments.
+
+Ray Tune leaves one folder per trial (``params.json``, ``result.json`` lines, checkpoints);
+researchers want one table they can query with pandas, pyarrow or duckdb across all their
+sweeps. ``ingest(storage_path, name)`` reads experiment ``name`` and writes, under
+``{storage_path}/results/``:
+
+- ``trials.parquet``: one row per trial — experiment, trial id, every TrainConfig value as a
+  typed column named by its dotted path (types come from the dataclass schema, so columns stay
+  stable across experiments), seed, status, metrics at the validation-selected epoch and at the
+  last epoch, test metrics, per-class validation accuracy and confusion matrix, parameters,
+  reserved CPU/GPU-seconds, wall time, and provenance (git commit, config hash, a group hash
+  that leaves out the seed, dataset fingerprint).
+- ``epochs.parquet``: one row per trial x epoch with the per-epoch metrics.
+
+Writes are atomic (a temporary file beside the target, then a rename: a crash mid-write leaves
+the previous table readable) and idempotent (an experiment's rows are replaced, never appended
+twice). ``storage_path`` is a local folder or any pyarrow filesystem URI (``file://``,
+``s3://``…); every read and write goes through that filesystem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import posixpath
+import types
+import typing
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mfer.config import TrainConfig, config_hash, flatten, to_dict
+from mfer_platform.runner import SWEEP_FILE, is_uri
+from mfer_platform.spaces import ROW_KEY, SEED_KEY, apply_overrides
+from mfer_platform.trainable import trial_values
+
+RESULTS_DIR = "results"
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+VAL_METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss")
+TEST_METRICS = ("test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss")
+EPOCH_METRICS = ("train_loss", *VAL_METRICS, "lr", "epoch_s", "train_images_per_s", "selected_epoch",
+                 "time_total_s")
+# Keys that say where or how fast a trial ran, not what it learned: left out of the group hash.
+PLACEMENT_KEYS = frozenset({SEED_KEY, "trainer.threads", "trainer.device", "data.cache_dir", "data.eval_batch_size"})
+_READ_THREADS = 16  # trial folders are read concurrently: on object stores each read is a round trip
+
+
+class StoreError(RuntimeError):
+    """The experiment cannot be ingested as asked; the message names the path and the fix."""
+
+
+# ---------------------------------------------------------------- schema
+_SCALARS = {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}
+
+
+def _arrow_type(tp: Any) -> pa.DataType:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:  # Optional[X]
+        return _arrow_type(args[0])
+    if origin is list:
+        return pa.list_(_arrow_type(args[0]))
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    raise TypeError(f"no Parquet column type for config annotation {tp!r}: extend store._arrow_type")
+
+
+def config_fields(cls: type = TrainConfig, prefix: str = "") -> list[pa.Field]:
+    """One typed column per TrainConfig leaf, named by its dotted path (``loss.weight``: double)."""
+    hints = typing.get_type_hints(cls)
+    out: list[pa.Field] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += config_fields(tp, f"{prefix}{f.name}.")
+        else:
+            out.append(pa.field(f"{prefix}{f.name}", _arrow_type(tp)))
+    return out
+
+
+_F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
+CONFIG_FIELDS = config_fields()
+TRIAL_SCHEMA = pa.schema([
+    ("experiment", _STR), ("trial_id", _STR), ("trial_dir", _STR),
+    ("checkpoint", _STR),  # the latest checkpoint folder, relative to the experiment folder
+    ("status", _STR),  # completed | early_stopped | error | running | pending | paused
+    ("ray_status", _STR), ("retries", _I64), ("error", _STR),
+    ("seed", _I64), ("epochs_run", _I64), ("epochs_planned", _I64), ("selected_epoch", _I64),
+    *[(m, _F64) for m in VAL_METRICS],  # at the selected epoch
+    *[(f"last_{m}", _F64) for m in ("train_loss", *VAL_METRICS)],  # at the last epoch run
+    *[(m, _F64) for m in TEST_METRICS],  # the selected epoch's weights, evaluated once at the end
+    ("classes", pa.list_(_STR)), ("val_per_class_acc", pa.list_(_F64)), ("val_confusion", pa.list_(pa.list_(_I64))),
+    ("params", _I64), ("wall_s", _F64), ("cpu_seconds", _F64), ("gpu_seconds", _F64), ("images_per_s", _F64),
+    ("git_commit", _STR), ("config_hash", _STR), ("group_hash", _STR), ("dataset_fingerprint", _STR),
+    ("device", _STR), ("amp", _STR), ("ingested_at", pa.timestamp("s", tz="UTC")),
+    (ROW_KEY, _STR),  # the named row of a study (spaces.ROW_KEY); not a TrainConfig field
+    *CONFIG_FIELDS,
+])
+EPOCH_SCHEMA = pa.schema([("experiment", _STR), ("trial_id", _STR), ("epoch", _I64),
+                          *[(m, _I64 if m == "selected_epoch" else _F64) for m in EPOCH_METRICS],
+                          *[(m, _F64) for m in TEST_METRICS]])
+
+
+# ---------------------------------------------------------------- filesystem
+def open_storage(storage_path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local folder or a pyarrow URI (file://, s3://, gs://…)."""
+    if is_uri(storage_path):
+        fs, path = pafs.FileSystem.from_uri(storage_path)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(storage_path))
+    return fs, path.rstrip("/") or "/"
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.readall()
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    return json.loads(read_bytes(fs, path))
+
+
+def read_sweep_record(storage_path: str, name: str) -> dict:
+    """The ``mfer_sweep.json`` that ``mfer-sweep`` wrote before launching experiment ``name``."""
+    fs, root = open_storage(storage_path)
+    path = f"{root}/{name}/{SWEEP_FILE}"
+    if not _exists(fs, path):
+        raise StoreError(f"{path} not found: {name!r} is not an mfer-sweep experiment under {storage_path} "
+                         f"(check storage_path= and name=)")
+    return read_json(fs, path)
+
+
+# ---------------------------------------------------------------- reading one trial
+@dataclass
+class TrialFiles:
+    """What one trial folder holds, read once."""
+
+    dir_name: str
+    params: dict
+    results: list[dict]  # result.json rows, one per reported epoch, deduplicated by epoch
+    checkpoint: Optional[str]  # latest checkpoint_* folder name
+    meta: Optional[dict]  # its meta.json
+    selected_val: Optional[dict]  # the selected epoch's full validation result (per-class, confusion)
+    error: Optional[str]  # last line of error.txt
+
+
+def _selected_validation(fs: pafs.FileSystem, state_path: str) -> Optional[dict]:
+    """The selected epoch's validation result (per-class accuracy, confusion) from ``state.pt``.
+
+    Only ``state.pt`` keeps it; it loads with ``weights_only=True`` (no arbitrary pickles) and,
+    on a local disk, memory-mapped so the optimizer tensors in it are never read.
+    """
+    import torch
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
+    else:
+        with fs.open_input_file(state_path) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    return (state.get("best") or {}).get("val")
+
+
+def _read_results(fs: pafs.FileSystem, path: str) -> list[dict]:
+    by_epoch: dict[int, dict] = {}
+    for line in read_bytes(fs, path).decode().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if "epoch" in row:  # a retried or PBT-restored trial may report an epoch again: keep the last
+                by_epoch[int(row["epoch"])] = row
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def read_trial(fs: pafs.FileSystem, trial_path: str, known: dict[str, dict]) -> Optional[TrialFiles]:
+    """The files of one trial folder, or None when the folder is not a trial (no params.json).
+    ``known``: selected validation results already in the store, by checkpoint (see ``_known_validation``)."""
+    entries = {posixpath.basename(i.path): i for i in fs.get_file_info(pafs.FileSelector(trial_path))}
+    if "params.json" not in entries:
+        return None
+    checkpoints = sorted(n for n, i in entries.items() if n.startswith("checkpoint_") and i.type == pafs.FileType.Directory)
+    ckpt = checkpoints[-1] if checkpoints else None
+    dir_name = posixpath.basename(trial_path)
+    meta = selected = None
+    if ckpt is not None:
+        meta = read_json(fs, f"{trial_path}/{ckpt}/meta.json")
+        selected = known.get(f"{dir_name}/{ckpt}") or _selected_validation(fs, f"{trial_path}/{ckpt}/state.pt")
+    error = None
+    if "error.txt" in entries:
+        lines = [ln for ln in read_bytes(fs, f"{trial_path}/error.txt").decode(errors="replace").splitlines() if ln.strip()]
+        error = lines[-1][:500] if lines else "error"
+    results = _read_results(fs, f"{trial_path}/result.json") if "result.json" in entries else []
+    return TrialFiles(dir_name, read_json(fs, f"{trial_path}/params.json"), results, ckpt, meta, selected, error)
+
+
+def _known_validation(fs: pafs.FileSystem, trials_path: str, experiment: str) -> dict[str, dict]:
+    """{checkpoint: selected validation result} of the experiment's rows already in the store.
+
+    Unpickling a state.pt (even weights-only, memory-mapped) costs ~0.2 s: a re-ingest (mfer-report
+    after the sweep ingested) reuses what an unchanged checkpoint gave last time."""
+    if not _exists(fs, trials_path):
+        return {}
+    cols = ["checkpoint", "val_per_class_acc", "val_confusion"]
+    rows = pq.read_table(trials_path, filesystem=fs, columns=cols, filters=[("experiment", "==", experiment)])
+    return {r["checkpoint"]: {"per_class_acc": r["val_per_class_acc"], "confusion": r["val_confusion"]}
+            for r in rows.to_pylist() if r["checkpoint"] and r["val_confusion"] is not None}
+
+
+@dataclass
+class RayTrialState:
+    trial_id: str
+    status: str  # TERMINATED | ERROR | RUNNING | PENDING | PAUSED
+    failures: int
+
+
+def ray_trial_states(fs: pafs.FileSystem, exp_path: str) -> dict[str, RayTrialState]:
+    """{trial folder name: its state} from Ray's saved experiment state, when there is one.
+
+    Files alone cannot tell an early-stopped trial from one an interrupted sweep left running,
+    nor a retried-then-finished trial from a failed one; Ray's state can.
+    """
+    names = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(exp_path))]
+    if not any(n.startswith("experiment_state") and n.endswith(".json") for n in names):
+        return {}
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(exp_path, storage_filesystem=fs)
+    return {posixpath.basename(t.path): RayTrialState(t.trial_id, t.status, t.run_metadata.num_failures)
+            for t in analysis.trials}
+
+
+def classify(ray_status: Optional[str], epochs_run: int, epochs_planned: int, has_error: bool) -> str:
+    """Our status vocabulary: Ray's TERMINATED splits into completed and early_stopped (ASHA,
+    HyperBand stop a trial before ``trainer.epochs``). Without Ray's state, files decide."""
+    if ray_status is None:
+        ray_status = "ERROR" if has_error and epochs_run < epochs_planned else "TERMINATED"
+    if ray_status == "TERMINATED":
+        return "completed" if epochs_run >= epochs_planned else "early_stopped"
+    return ray_status.lower()
+
+
+def group_hash(flat_config: dict[str, Any]) -> str:
+    """Hash of the configuration without the seed and placement keys: equal for a config's seeds."""
+    kept = {k: v for k, v in flat_config.items() if k not in PLACEMENT_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trial_config(files: TrialFiles, record: dict) -> tuple[dict, str]:
+    """(full nested TrainConfig, its hash): the checkpoint's copy, or — for a trial that died before
+    its first checkpoint — the base config with the trial's overrides, as the trainable built it."""
+    if files.meta is not None:
+        return files.meta["config"], files.meta["config_hash"]
+    first_seed = int((record.get("searcher") or {}).get("first_seed", 0))
+    cfg = apply_overrides(record["base_config"], trial_values(files.params, first_seed, record.get("rows")))
+    return to_dict(cfg), config_hash(cfg)
+
+
+def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[RayTrialState],
+               now: datetime) -> dict:
+    nested, cfg_hash = trial_config(files, record)
+    flat = flatten(nested)
+    results, meta = files.results, files.meta or {}
+    last = results[-1] if results else {}
+    selected_epoch = last.get("selected_epoch")
+    at_selected = next((r for r in results if r["epoch"] == selected_epoch), {})
+    epochs_planned = int(flat["trainer.epochs"])
+    wall = last.get("time_total_s")
+    res = record.get("resources") or {}
+    sel = files.selected_val or {}
+    row = {
+        "experiment": experiment,
+        "trial_id": last.get("trial_id") or (ray.trial_id if ray else files.dir_name),
+        "trial_dir": files.dir_name,
+        "checkpoint": f"{files.dir_name}/{files.checkpoint}" if files.checkpoint else None,
+        "status": classify(ray.status if ray else None, len(results), epochs_planned, files.error is not None),
+        "ray_status": ray.status if ray else None,
+        "retries": ray.failures if ray else None,
+        "error": files.error,
+        "seed": flat[SEED_KEY],
+        "epochs_run": len(results),
+        "epochs_planned": epochs_planned,
+        "selected_epoch": selected_epoch,
+        **{m: at_selected.get(m) for m in VAL_METRICS},
+        **{f"last_{m}": last.get(m) for m in ("train_loss", *VAL_METRICS)},
+        **{m: last.get(m) for m in TEST_METRICS},
+        "classes": meta.get("classes"),
+        "val_per_class_acc": sel.get("per_class_acc"),
+        "val_confusion": sel.get("confusion"),
+        "params": meta.get("params", last.get("params")),
+        "wall_s": wall,
+        # Reserved, not measured: what the trial held from the cluster for its whole run.
+        "cpu_seconds": None if wall is None else wall * float(res.get("cpu", 1)),
+        "gpu_seconds": None if wall is None else wall * float(res.get("gpu", 0)),
+        "images_per_s": last.get("images_per_s"),
+        "git_commit": meta.get("git_commit"),
+        "config_hash": cfg_hash,
+        "group_hash": group_hash(flat),
+        "dataset_fingerprint": meta.get("dataset_fingerprint"),
+        "device": meta.get("device"),
+        "amp": meta.get("amp"),
+        "ingested_at": now,
+        ROW_KEY: files.params.get(ROW_KEY),
+    }
+    row.update({f.name: flat.get(f.name) for f in CONFIG_FIELDS})
+    return row
+
+
+def _epoch_rows(experiment: str, trial_id: str, results: list[dict]) -> list[dict]:
+    return [{"experiment": experiment, "trial_id": trial_id, "epoch": r["epoch"],
+             **{m: r.get(m) for m in (*EPOCH_METRICS, *TEST_METRICS)}} for r in results]
+
+
+@dataclass
+class Collected:
+    trials: pa.Table
+    epochs: pa.Table
+
+
+def collect(storage_path: str, name: str) -> Collected:
+    """Read experiment ``name`` into the two tables' rows (nothing written)."""
+    record = read_sweep_record(storage_path, name)
+    fs, root = open_storage(storage_path)
+    exp = f"{root}/{name}"
+    dirs = [i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory]
+    known = _known_validation(fs, f"{root}/{RESULTS_DIR}/{TRIALS_FILE}", name)
+    with ThreadPoolExecutor(_READ_THREADS) as pool:
+        trials = [t for t in pool.map(lambda d: read_trial(fs, d, known), dirs) if t is not None]
+    states = ray_trial_states(fs, exp)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    rows, epochs = [], []
+    for t in trials:
+        row = _trial_row(name, t, record, states.get(t.dir_name), now)
+        rows.append(row)
+        epochs += _epoch_rows(name, row["trial_id"], t.results)
+    return Collected(pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA), pa.Table.from_pylist(epochs, schema=EPOCH_SCHEMA))
+
+
+# ---------------------------------------------------------------- writing
+@contextmanager
+def _writer_lock(fs: pafs.FileSystem, results: str) -> Iterator[None]:
+    """Serialise ingests on a local disk (two sweeps finishing together would otherwise each
+    rewrite the table from their own read and one experiment's rows could vanish). Object
+    stores have no lock: there each whole-file write is still atomic, and re-ingesting heals."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        yield
+        return
+    with open(f"{results}/.ingest.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write ``table`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            pq.write_table(table, f, compression="zstd")
+        fs.move(tmp, path)
+    finally:
+        if _exists(fs, tmp):
+            fs.delete_file(tmp)
+
+
+def replace_experiment(fs: pafs.FileSystem, path: str, experiment: str, rows: pa.Table, sort: list[str]) -> pa.Table:
+    """The table at ``path`` with ``experiment``'s rows replaced by ``rows``, written atomically."""
+    parts = [rows]
+    if _exists(fs, path):
+        old = pq.read_table(path, filesystem=fs)
+        parts.insert(0, old.filter(pc.not_equal(old["experiment"], experiment)))
+    merged = pa.concat_tables(parts, promote_options="permissive").sort_by([(c, "ascending") for c in sort])
+    write_atomic(fs, path, merged)
+    return merged
+
+
+@dataclass
+class IngestSummary:
+    experiment: str
+    trials: int
+    epochs: int
+    statuses: dict[str, int]
+    trials_path: str
+    epochs_path: str
+
+
+def ingest(storage_path: str, name: str) -> IngestSummary:
+    """Read experiment ``name`` under ``storage_path`` into ``{storage_path}/results/``; safe to repeat."""
+    data = collect(storage_path, name)
+    fs, root = open_storage(storage_path)
+    results = f"{root}/{RESULTS_DIR}"
+    fs.create_dir(results, recursive=True)
+    trials_path, epochs_path = f"{results}/{TRIALS_FILE}", f"{results}/{EPOCHS_FILE}"
+    with _writer_lock(fs, results):
+        replace_experiment(fs, epochs_path, name, data.epochs, ["experiment", "trial_id", "epoch"])
+        replace_experiment(fs, trials_path, name, data.trials, ["experiment", "trial_id"])
+    return IngestSummary(name, data.trials.num_rows, data.epochs.num_rows,
+                         dict(Counter(data.trials["status"].to_pylist())), trials_path, epochs_path)
+
+
+# ---------------------------------------------------------------- reading the store
+def _load(storage_path: str, file: str, experiment: Optional[str]) -> pd.DataFrame:
+    fs, root = open_storage(storage_path)
+    path = f"{root}/{RESULTS_DIR}/{file}"
+    if not _exists(fs, path):
+        raise StoreError(f"{path} not found: ingest an experiment first (mfer-report runs ingest)")
+    filters = [("experiment", "==", experiment)] if experiment else None
+    return pq.read_table(path, filesystem=fs, filters=filters).to_pandas()
+
+
+def load_trials(storage_path: str, experiment: Optional[str] = None) -> pd.DataFrame:
+    return _load(storage_path, TRIALS_FILE, experiment)
+
+
+def load_epochs(storage_path: str, experiment: Optional[str] = None) -> pd.DataFrame:
+    return _load(storage_path, EPOCHS_FILE, experiment)

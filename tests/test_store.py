@@ -1,0 +1,120 @@
+"""The results store: typed long-format tables, idempotent and atomic ingest, any pyarrow filesystem."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mfer_platform import store
+from mfer_platform.store import classify, ingest, load_epochs, load_trials
+
+from .fake_sweep import CRASHED, EXPERIMENT, FACTOR, TRIALS, clone
+
+
+@pytest.fixture
+def storage(fake_sweep, tmp_path):
+    return clone(fake_sweep, tmp_path / "sweeps")
+
+
+def test_ingest_writes_typed_trial_and_epoch_tables(storage):
+    summary = ingest(str(storage), EXPERIMENT)
+    assert summary.trials == len(TRIALS) + 1
+    assert summary.statuses == {"completed": 4, "early_stopped": 1, "error": 1}
+    trials = pd.read_parquet(storage / "results" / "trials.parquet")  # plain pandas, no mfer code
+    schema = pq.read_schema(storage / "results" / "trials.parquet")
+    assert schema.field("loss.weight").type == pa.float64()
+    assert schema.field("model.attn_stages").type == pa.list_(pa.int64())
+    assert schema.field("model.attn_variant").type == pa.string()
+    assert schema.field("data.hflip").type == pa.bool_()
+    assert schema.field("trainer.seed").type == pa.int64()
+
+    done = trials[trials["status"] == "completed"]
+    assert sorted(zip(done[FACTOR], done["seed"])) == sorted((v, s) for v, s, stop in TRIALS if stop is None)
+    assert done[["test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss"]].notna().all().all()
+    for _, row in done.iterrows():
+        meta = json.loads(next((storage / EXPERIMENT / row["checkpoint"]).glob("meta.json")).read_text())
+        cm = np.vstack(row["val_confusion"])
+        assert list(cm.sum(1)) == meta["split_counts"]["val"]  # the selected epoch's full validation split
+        np.testing.assert_allclose(row["val_per_class_acc"], np.diag(cm) / cm.sum(1))
+        assert row["val_acc"] == pytest.approx(np.trace(cm) / cm.sum())
+        assert list(row["classes"]) == meta["classes"] and row["git_commit"] == meta["git_commit"]
+        assert row["config_hash"] == meta["config_hash"] and row["dataset_fingerprint"] == meta["dataset_fingerprint"]
+        assert row["cpu_seconds"] == pytest.approx(row["wall_s"]) and row["gpu_seconds"] == 0
+        assert row["epochs_run"] == row["epochs_planned"] == 2
+
+    by_variant = done.groupby(FACTOR)
+    assert (by_variant["group_hash"].nunique() == 1).all()  # seeds of one configuration share it
+    assert done["group_hash"].nunique() == 2 and done["config_hash"].nunique() == 4
+
+    stopped = trials[trials["status"] == "early_stopped"].iloc[0]
+    assert (stopped["epochs_run"], stopped["epochs_planned"]) == (1, 2) and pd.isna(stopped["test_acc"])
+    crashed = trials[trials["status"] == "error"].iloc[0]
+    assert (crashed[FACTOR], crashed["seed"]) == CRASHED  # rebuilt from the base config + params.json
+    assert "out of memory" in crashed["error"] and pd.isna(crashed["checkpoint"])
+    assert crashed["group_hash"] in set(done.loc[done[FACTOR] == CRASHED[0], "group_hash"])
+
+    epochs = load_epochs(str(storage), EXPERIMENT)
+    assert len(epochs) == 4 * 2 + 1
+    last = epochs.sort_values("epoch").groupby("trial_id").last()
+    selected = epochs.merge(trials[["trial_id", "selected_epoch"]], left_on=["trial_id", "epoch"],
+                            right_on=["trial_id", "selected_epoch"])
+    assert dict(zip(selected["trial_id"], selected["val_acc"])) == dict(zip(done["trial_id"], done["val_acc"])) | {
+        stopped["trial_id"]: stopped["val_acc"]}
+    assert last.loc[done["trial_id"], "test_acc"].notna().all()
+
+
+def test_reingest_replaces_rows_and_keeps_other_experiments(storage):
+    clone(storage / EXPERIMENT, storage / "second")
+    ingest(str(storage), EXPERIMENT)
+    ingest(str(storage), "second")
+    ingest(str(storage), EXPERIMENT)  # again: replaces, never duplicates
+    trials, epochs = load_trials(str(storage)), load_epochs(str(storage))
+    assert trials.groupby("experiment").size().to_dict() == {EXPERIMENT: 6, "second": 6}
+    assert not trials.duplicated(["experiment", "trial_id"]).any()
+    assert not epochs.duplicated(["experiment", "trial_id", "epoch"]).any() and len(epochs) == 18
+    assert len(load_trials(str(storage), "second")) == 6
+
+
+def test_crash_mid_write_leaves_the_previous_table_readable(storage, monkeypatch):
+    ingest(str(storage), EXPERIMENT)
+    path = storage / "results" / "trials.parquet"
+    before = pq.read_table(path)
+
+    def torn_write(table, where, **kwargs):
+        where.write(b"PAR1 half a parquet file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.pq, "write_table", torn_write)
+    clone(storage / EXPERIMENT, storage / "second")
+    with pytest.raises(OSError, match="disk full"):
+        ingest(str(storage), "second")
+    assert pq.read_table(path).equals(before)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".ingest.lock", "epochs.parquet", "trials.parquet"]
+
+
+def test_file_uri_storage(storage):
+    uri = f"file://{storage}"
+    assert ingest(uri, EXPERIMENT).trials == 6
+    assert len(load_trials(uri, EXPERIMENT)) == 6
+
+
+def test_missing_experiment_names_the_path(storage):
+    with pytest.raises(store.StoreError, match="nope/mfer_sweep.json not found"):
+        ingest(str(storage), "nope")
+
+
+@pytest.mark.parametrize("ray_status, run, planned, error, expected", [
+    ("TERMINATED", 4, 4, False, "completed"),
+    ("TERMINATED", 2, 4, False, "early_stopped"),  # ASHA / HyperBand stop
+    ("ERROR", 1, 4, True, "error"),
+    ("RUNNING", 1, 4, False, "running"),  # an interrupted sweep, not an early stop
+    (None, 4, 4, True, "completed"),  # no Ray state: retried after a crash, then finished
+    (None, 1, 4, True, "error"),
+    (None, 1, 4, False, "early_stopped"),
+])
+def test_status_vocabulary(ray_status, run, planned, error, expected):
+    assert classify(ray_status, run, planned, error) == expected
