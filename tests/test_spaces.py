@@ -64,3 +64,13 @@ def test_dry_run_prints_the_plan(tmp_path):
                           "dry_run=true", f"storage_path={tmp_path}"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "8 trials" in out.stdout and "trial-epochs" in out.stdout and "dry run" in out.stdout
+
+
+def test_unwritable_storage_path_fails_before_launch(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=quickstart",
+                          f"storage_path={blocker / 'sweeps'}", "cluster.num_cpus=1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "storage_path=" in out.stderr and "not writable" in out.stderr
