@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,8 +13,8 @@ from pathlib import Path
 SMOKE = Path(__file__).parent / "fixtures" / "spaces" / "smoke.yaml"
 
 
-def sweep_cmd(storage: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mfer_platform.cli.sweep", f"search_space={SMOKE}", f"name={name}",
+def sweep_cmd(storage: Path, name: str, *extra: str, space: Path = SMOKE) -> list[str]:
+    return [sys.executable, "-m", "mfer_platform.cli.sweep", f"search_space={space}", f"name={name}",
             f"storage_path={storage}", *extra]
 
 
@@ -32,6 +33,22 @@ def trial_nodes(exp_dir: Path) -> set[str]:
     for result in exp_dir.glob("*/result.json"):
         nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines() if line.strip()}
     return nodes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive_nodes(address: str, env: dict) -> int:
+    """Alive nodes of the Ray cluster at ``address`` (0 while it cannot be reached)."""
+    code = f"import ray; ray.init(address={address!r}, logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        return int(out.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return 0
 
 
 def wait_for(predicate, timeout: float, every: float = 1.0) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .sweeps import kill_group, kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for
+from .sweeps import SMOKE, alive_nodes, free_port, kill_group, kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_
 
 
 def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
-    port = 20000 + os.getpid() % 20000
+    port = free_port()
     env = {**ray_env, "RAY_AUTH_MODE": "token"}
     ray_bin = Path(os.sys.executable).parent / "ray"
     head = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
@@ -69,6 +69,8 @@ def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
         worker = subprocess.Popen([str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--block",
                                    "--disable-usage-stats"],
                                   env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Launch only once the worker has joined, or every trial could land on the head alone.
+        assert wait_for(lambda: alive_nodes(f"127.0.0.1:{port}", env) == 2, timeout=180, every=3), "worker never joined"
         out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address=127.0.0.1:{port}"),
                              env=env, capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -79,3 +81,15 @@ def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
         for proc in (worker, head):
             if proc is not None:
                 kill_group(proc)
+
+
+def test_nan_trial_is_marked_failed_with_its_reason_not_retried_forever(tmp_path, ray_env):
+    import pandas as pd
+
+    cmd = sweep_cmd(tmp_path / "store", "nan", "max_failures=1", space=SMOKE.with_name("nan.yaml"))
+    out = subprocess.run(cmd, env=ray_env, capture_output=True, text=True, timeout=900)
+    # The sweep ends (one retry from the checkpoint, then the trial is failed) and says why.
+    assert "errored" in out.stdout and "loss became" in out.stdout + out.stderr
+    trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
+    assert len(trials) == 1 and trials.loc[0, "status"] == "error"
+    assert "loss became" in trials.loc[0, "error"] and trials.loc[0, "retries"] <= 2  # failure + 1 retry, no more

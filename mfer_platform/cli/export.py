@@ -19,7 +19,7 @@ from mfer_platform.store import StoreError
 def main(cfg: DictConfig) -> None:
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
-        out = export_best(cfg.storage_path, cfg.name, cfg.output_dir, baseline)
+        out = export_best(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline)
     metrics = json.loads((out / METRICS_FILE).read_text())
     stat = metrics["group_stats"][metrics["selection"]["metric"]]
     print(f"exported trial {metrics['trial']['trial_id']} (seed {metrics['trial']['seed']}) of group "

@@ -20,7 +20,7 @@ from mfer_platform.store import StoreError
 def main(cfg: DictConfig) -> None:
     with user_errors(StoreError, StatsError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
-        paths = make_report(cfg.storage_path, cfg.name, cfg.output_dir, baseline, cfg.top_k)
+        paths = make_report(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline, cfg.top_k)
     print((paths["md"]).read_text())
     for kind, path in paths.items():
         print(f"{kind:>4}: {path}")

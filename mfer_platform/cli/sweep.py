@@ -36,10 +36,11 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("mfer_platform").setLevel(logging.INFO)
     with user_errors(SpaceError, StoreError, StatsError):
         # The scale preset first, so the command line's own settings win over it.
-        space = load_space(cfg.search_space, {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
+        space = load_space(str(cfg.search_space), {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
                            extra_base=[*cfg.scale.overrides, *cfg.overrides])
-        name = cfg.name or cfg.search_space.replace("/", "-")
-        storage = normalize_storage(cfg.storage_path)
+        # str(): Hydra types bare values, so name=nan or name=1 would arrive as a float or an int.
+        name = str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-")
+        storage = normalize_storage(str(cfg.storage_path))
         print(describe(space, name, storage), flush=True)
         if cfg.dry_run:
             print("dry run: nothing launched")
