@@ -17,7 +17,7 @@ from mfer.config import DataConfig
 from mfer.data.cache import cache_root
 from mfer.data.pack import PackedDataset, pack
 from mfer.data.registry import LISTINGS, load_dataset
-from mfer.data.synthetic import SyntheticSpec, generate
+from mfer.data.synthetic import SyntheticSpec, generate, write_imagefolder
 
 AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                     "facial_landmarks", "expression", "valence", "arousal"]
@@ -95,3 +95,13 @@ def report_of(entry: PackedDataset) -> dict:
 
 def index_of_entry(entry: PackedDataset) -> list[dict]:
     return pq.read_table(entry.folder / "index.parquet").to_pylist()
+
+
+def imagefolder_tree(root: Path, n_train: int, n_test: int, seed: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A class-per-folder train/test tree of synthetic faces (32 px): (root, train labels, test labels)."""
+    labels = []
+    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        x, y = faces(n, 32, seed=s)
+        write_imagefolder(root, x, y, split)
+        labels.append(y)
+    return root, labels[0], labels[1]

@@ -32,7 +32,7 @@ from mfer.data.decode import to_rgb
 from mfer.data.formats.base import DatasetError
 from mfer.data.synthetic import write_imagefolder, write_rafdb
 
-from .fer_fixtures import faces, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
+from .fer_fixtures import faces, imagefolder_tree, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
 
 
 def _png(img: Image.Image, path) -> None:
@@ -42,10 +42,7 @@ def _png(img: Image.Image, path) -> None:
 
 @pytest.fixture(scope="module")
 def bad_tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad")
-    (x, y), (tx, ty) = faces(14, 32, seed=7), faces(7, 32, seed=8)
-    write_imagefolder(root, x, y, "train")
-    write_imagefolder(root, tx, ty, "test")
+    root, _, _ = imagefolder_tree(tmp_path_factory.mktemp("bad"), 14, 7, seed=7)
     d = root / "train" / "happiness"
     (d / "empty.jpg").write_bytes(b"")
     buf = io.BytesIO()

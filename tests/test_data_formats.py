@@ -16,7 +16,7 @@ from mfer.data.formats.base import DatasetError
 from mfer.data.synthetic import write_imagefolder, write_rafdb
 
 from .conftest import SHARED, compose_train
-from .fer_fixtures import faces, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
+from .fer_fixtures import faces, imagefolder_tree, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
 
 RAF_CODES = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
 AFFECTNET_CODES = {0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear", 5: "disgust",
@@ -158,10 +158,7 @@ def test_ferplus_majority_votes_official_usages_and_exact_pixels(tmp_path):
 
 @pytest.fixture(scope="module")
 def folder_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folder")
-    (tr_x, tr_y), (te_x, te_y) = faces(21, 32, seed=3), faces(14, 32, seed=4)
-    write_imagefolder(root, tr_x, tr_y, "train")
-    write_imagefolder(root, te_x, te_y, "test")
+    root, tr_y, te_y = imagefolder_tree(tmp_path_factory.mktemp("folder"), 21, 14, seed=3)
     # Class folders under the names other releases use; labels must follow the names, not the order.
     for split, old, new in (("train", "happiness", "Happy"), ("train", "anger", "angry"), ("test", "happiness", "HA"),
                             ("test", "surprise", "surprised"), ("test", "sadness", "SA")):
