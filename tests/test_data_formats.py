@@ -13,7 +13,7 @@ import pytest
 from mfer.config import ConfigError
 from mfer.data.classes import BASIC7, BASIC8
 from mfer.data.formats.base import DatasetError
-from mfer.data.synthetic import write_imagefolder, write_rafdb
+from mfer.data.synthetic import write_rafdb
 
 from .conftest import SHARED, compose_train
 from .fer_fixtures import faces, imagefolder_tree, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
