@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mfer.config import to_dict
-from mfer_platform import cost, plan
+from mfer_platform import capacity, cost, plan
 from mfer_platform.spaces import SearchSpace, SpaceError
 
 SWEEP_FILE = "mfer_sweep.json"
@@ -29,6 +30,9 @@ class ClusterSettings:
     address: Optional[str] = None  # None: start a local Ray instance; "auto" or "host:port": join
     num_cpus: Optional[int] = None  # for the local instance only
     num_gpus: Optional[int] = None
+    # true: nodes that fit a trial will come (an autoscaler this process cannot see, e.g. KubeRay's):
+    # don't refuse a sweep that no alive node can host yet
+    autoscaling: bool = False
 
 
 @dataclass
@@ -116,26 +120,25 @@ def connect(cluster: ClusterSettings) -> None:
         ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, **kwargs)
 
 
-def check_resources(space: SearchSpace) -> int:
-    """Fail before any trial starts if no node can ever host one trial; return concurrent slots."""
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+def check_resources(space: SearchSpace, autoscaling: bool = False) -> int:
+    """Fail before any trial starts if no node — alive, or one the autoscaler may launch — can
+    ever host one trial; return how many trials to run at once (see ``capacity``)."""
+    alive, scalable = capacity.alive_nodes(), capacity.autoscaler_node_types()
     need_cpu, need_gpu = space.resources.cpu, space.resources.gpu
-    fits = [n for n in nodes if n.get("CPU", 0) >= need_cpu and n.get("GPU", 0) >= need_gpu]
-    if not fits:
-        biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    slots = capacity.trial_slots(alive + scalable, need_cpu, need_gpu) or (math.inf if autoscaling else 0)
+    if not slots:
+        biggest = max((s.resources for s in alive + scalable), key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)),
+                      default={})
         raise SpaceError(
             f"{space.source}: resources: a trial needs {need_cpu:g} CPU + {need_gpu:g} GPU, but the largest node "
-            f"of this cluster has {biggest.get('CPU', 0):g} CPU + {biggest.get('GPU', 0):g} GPU; lower "
-            f"resources.cpu/resources.gpu or join a cluster with GPUs (cluster.address=…)"
+            f"this cluster has or can launch has {biggest.get('CPU', 0):g} CPU + {biggest.get('GPU', 0):g} GPU; "
+            f"lower resources.cpu/resources.gpu, join a cluster with GPUs (cluster.address=…), or, if its "
+            f"autoscaler will add such nodes, say so with cluster.autoscaling=true"
         )
-    slots = 0
-    for n in fits:
-        by_cpu = int(n.get("CPU", 0) // need_cpu)
-        by_gpu = int(n.get("GPU", 0) // need_gpu) if need_gpu else by_cpu
-        slots += min(by_cpu, by_gpu)
-    return max(1, min(slots, space.search.max_concurrent))
+    if not capacity.trial_slots(alive, need_cpu, need_gpu):
+        types = ", ".join(s.name for s in scalable if capacity.per_node(s.resources, need_cpu, need_gpu))
+        log.warning(f"no node can host a trial yet; trials wait for the autoscaler to launch {types or 'nodes'}")
+    return int(max(1, min(slots, space.search.max_concurrent)))
 
 
 def _write_sweep_record(req: SweepRequest, path: str, extends: Optional[str]) -> None:
@@ -250,7 +253,7 @@ def run_sweep(req: SweepRequest) -> list[str]:
     t0 = time.monotonic()
     connect(req.cluster)
     try:
-        slots = check_resources(req.space)
+        slots = check_resources(req.space, req.cluster.autoscaling)
         chain = _chain(req.storage_path, req.name)
         history: list[tuple[dict, dict]] = []
         for name in chain:

@@ -64,11 +64,16 @@ def test_launcher_keeps_token_auth_and_a_loopback_dashboard(name):
 
 
 @pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
-def test_cloud_trials_run_on_gpu_workers_one_of_which_is_always_up(name):
+def test_cloud_trials_run_on_gpu_workers_scaled_from_zero_that_the_sweep_can_see(name):
+    from mfer_platform.capacity import launcher_node_types, trial_slots
+
     config = load(name)
     types = config["available_node_types"]
     assert types.pop(config["head_node_type"])["resources"] == {"CPU": 0}
-    assert types and all(t["resources"]["GPU"] >= 1 and t["min_workers"] >= 1 for t in types.values())
+    assert types and all(t["resources"]["GPU"] >= 1 and t["min_workers"] == 0 for t in types.values())
+    # What mfer-sweep reads on the head (ray up leaves this file as ~/ray_bootstrap_config.yaml):
+    # the workers it may launch fit the paper studies' trials (1 CPU + 1 GPU), 8 at once.
+    assert trial_slots(launcher_node_types(str(CLUSTER / name)), cpu=1, gpu=1) == 8
 
 
 # ---------------------------------------------------------------- what gets installed
