@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 SMOKE = Path(__file__).parent / "fixtures" / "spaces" / "smoke.yaml"
 
@@ -18,21 +19,28 @@ def sweep_cmd(storage: Path, name: str, *extra: str, space: Path = SMOKE) -> lis
             f"storage_path={storage}", *extra]
 
 
-def trial_epochs(exp_dir: Path) -> dict[str, list[int]]:
-    """{trial_id: epochs reported, in order} from each trial's result.json."""
+def trial_results(exp_dir: Path) -> dict[str, list[dict]]:
+    """{trial_id: the rows of its result.json (one per reported epoch), in order}."""
     out = {}
     for result in sorted(exp_dir.glob("*/result.json")):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         if rows:
-            out[rows[0]["trial_id"]] = [r["epoch"] for r in rows]
+            out[rows[0]["trial_id"]] = rows
     return out
 
 
+def trial_epochs(exp_dir: Path) -> dict[str, list[int]]:
+    """{trial_id: epochs reported, in order}."""
+    return {trial: [r["epoch"] for r in rows] for trial, rows in trial_results(exp_dir).items()}
+
+
+def epoch_nodes(exp_dir: Path) -> dict[str, list[str]]:
+    """{trial_id: the node id each reported epoch ran on, in order}."""
+    return {trial: [r["node_id"] for r in rows] for trial, rows in trial_results(exp_dir).items()}
+
+
 def trial_nodes(exp_dir: Path) -> set[str]:
-    nodes = set()
-    for result in exp_dir.glob("*/result.json"):
-        nodes |= {json.loads(line)["node_id"] for line in result.read_text().splitlines() if line.strip()}
-    return nodes
+    return {node for nodes in epoch_nodes(exp_dir).values() for node in nodes}
 
 
 def free_port() -> int:
@@ -49,6 +57,30 @@ def alive_nodes(address: str, env: dict) -> int:
         return int(out.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return 0
+
+
+def worker_node_ids(address: str, env: dict) -> list[str]:
+    """Ids of the alive non-head nodes of the Ray cluster at ``address``."""
+    code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(*[n['NodeID'] for n in ray.nodes() if n['Alive'] and 'node:__internal_head__' not in n['Resources']])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return out.stdout.strip().splitlines()[-1].split()
+
+
+def assert_store_holds_each_trial_once(storage: Path, name: str, n_trials: int, epochs: Optional[int] = None) -> None:
+    """The results store (what reports, tables and exports read) has each of the experiment's
+    ``n_trials`` trials in one row and each trial's epochs once — ``1..epochs`` when given."""
+    import pandas as pd
+
+    trials = pd.read_parquet(storage / "results" / "trials.parquet", filters=[("experiment", "==", name)])
+    assert len(trials) == n_trials and trials["trial_id"].is_unique, trials[["trial_id", "status"]]
+    rows = pd.read_parquet(storage / "results" / "epochs.parquet", filters=[("experiment", "==", name)])
+    assert not rows.duplicated(["trial_id", "epoch"]).any()
+    assert set(rows["trial_id"]) <= set(trials["trial_id"])
+    if epochs is not None:
+        assert (trials["status"] == "completed").all(), trials[["trial_id", "status"]]
+        for trial_id in trials["trial_id"]:
+            assert sorted(rows.loc[rows["trial_id"] == trial_id, "epoch"]) == list(range(1, epochs + 1)), trial_id
 
 
 def wait_for(predicate, timeout: float, every: float = 1.0) -> bool:

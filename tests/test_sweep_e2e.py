@@ -1,5 +1,7 @@
 """End-to-end sweeps on real Ray: a crash retried from its checkpoint, a killed driver resumed,
-and a real two-node local cluster. Each test stops only the Ray processes it started."""
+a real two-node local cluster, a worker node killed mid-sweep and a NaN trial. Each fault test
+ends by checking the results store holds every trial exactly once. Each test stops only the Ray
+processes it started."""
 from __future__ import annotations
 
 import os
@@ -8,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from .sweeps import SMOKE, alive_nodes, free_port, kill_group, kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for
+from .sweeps import (SMOKE, alive_nodes, assert_store_holds_each_trial_once, epoch_nodes, free_port, kill_group,
+                     kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for, worker_node_ids)
 
 pytestmark = pytest.mark.slow
 
 
 def _assert_each_trial_once(exp: Path, n_trials: int, epochs: int) -> None:
+    """Ray's own files (every epoch reported once, a checkpoint kept) and our results store agree."""
     done = trial_epochs(exp)
     assert len(done) == n_trials, done
     for trial, eps in done.items():
         assert eps == list(range(1, epochs + 1)), (trial, eps)  # every epoch exactly once
         assert list((exp.glob(f"*{trial}*/checkpoint_*"))), trial
+    assert_store_holds_each_trial_once(exp.parent, exp.name, n_trials, epochs)
 
 
 def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
@@ -56,7 +61,10 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr
 
 
-def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
+@pytest.fixture
+def two_nodes(ray_env):
+    """A real local cluster: a head and one worker node (1 CPU each, token auth), each its own
+    process group so a test can kill one. Yields (address, env, worker process)."""
     port = free_port()
     env = {**ray_env, "RAY_AUTH_MODE": "token"}
     ray_bin = Path(os.sys.executable).parent / "ray"
@@ -71,16 +79,45 @@ def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
                                   env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Launch only once the worker has joined, or every trial could land on the head alone.
         assert wait_for(lambda: alive_nodes(f"127.0.0.1:{port}", env) == 2, timeout=180, every=3), "worker never joined"
-        out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address=127.0.0.1:{port}"),
-                             env=env, capture_output=True, text=True, timeout=900)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        exp = tmp_path / "store" / "twonode"
-        _assert_each_trial_once(exp, 4, 2)
-        assert len(trial_nodes(exp)) == 2  # trials ran on both nodes
+        yield f"127.0.0.1:{port}", env, worker
     finally:
         for proc in (worker, head):
             if proc is not None:
                 kill_group(proc)
+
+
+def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, two_nodes):
+    address, env, _ = two_nodes
+    out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address={address}"),
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    exp = tmp_path / "store" / "twonode"
+    _assert_each_trial_once(exp, 4, 2)
+    assert len(trial_nodes(exp)) == 2  # trials ran on both nodes
+
+
+def test_killed_worker_node_moves_its_trials_to_the_surviving_node(tmp_path, two_nodes):
+    address, env, worker = two_nodes
+    (worker_id,) = worker_node_ids(address, env)
+    exp = tmp_path / "store" / "nodekill"
+    sweep = subprocess.Popen(sweep_cmd(tmp_path / "store", "nodekill", f"cluster.address={address}",
+                                       'overrides=["trainer.epochs=3"]'),
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Kill the worker node while one of its trials is mid-run: epoch 1 reported, 2 and 3 to come.
+        wait_for(lambda: sweep.poll() is not None or [worker_id] in epoch_nodes(exp).values(), timeout=600, every=0.3)
+        assert sweep.poll() is None, sweep.communicate()[0][-4000:]
+        assert [worker_id] in epoch_nodes(exp).values(), "no trial reported its first epoch from the worker node"
+        kill_group(worker)
+        output, _ = sweep.communicate(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, output[-4000:]
+    _assert_each_trial_once(exp, 4, 3)
+    moved = [nodes for nodes in epoch_nodes(exp).values() if nodes[0] == worker_id and nodes[-1] != worker_id]
+    assert moved, epoch_nodes(exp)  # a trial begun on the dead node finished on the survivor...
+    assert all(n != worker_id for nodes in moved for n in nodes[1:])  # ...from its epoch-1 checkpoint
 
 
 def test_nan_trial_is_marked_failed_with_its_reason_not_retried_forever(tmp_path, ray_env):
@@ -93,3 +130,4 @@ def test_nan_trial_is_marked_failed_with_its_reason_not_retried_forever(tmp_path
     trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
     assert len(trials) == 1 and trials.loc[0, "status"] == "error"
     assert "loss became" in trials.loc[0, "error"] and trials.loc[0, "retries"] <= 2  # failure + 1 retry, no more
+    assert_store_holds_each_trial_once(tmp_path / "store", "nan", 1)
