@@ -33,7 +33,7 @@ from mfer.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
 from mfer.model import build_model
 from mfer_platform import store
 from mfer_platform.stats import METRICS, Comparison, best_trial, compare, spec_from_record
-from mfer_platform.tables import PRETTY, metric_cell
+from mfer_platform.tables import PRETTY, fmt, metric_cell
 
 FORMAT = "mfer-export/1"
 WEIGHTS, CONFIG, METRICS_FILE, CARD = "model.safetensors", "config.json", "metrics.json", "MODEL_CARD.md"
@@ -136,7 +136,7 @@ def _model_card(name: str, cfg: TrainConfig, meta: dict, config: dict, metrics: 
     counts = {k: sum(v) for k, v in meta.get("split_counts", {}).items()}
     trial = metrics["trial"]
     rows = "\n".join(f"| {PRETTY.get(k, k)} | {metric_cell(cmp.stat(cmp.best, k))} | "
-                     f"{'–' if trial.get(k) is None else f'{100 * trial[k]:.2f}'} |" for k in cmp.spec.metrics)
+                     f"{'–' if trial.get(k) is None else fmt(k, trial[k])} |" for k in cmp.spec.metrics)
     init = (f"`{p['pretrained_file']}` (SHA-256 `{p['pretrained_sha256']}`)" if p["pretrained_file"]
             else "random weights (no pretrained file)")
     synthetic = ("\n- Trained on the built-in **synthetic** FER set: a smoke-test model, not a facial-expression "
@@ -161,7 +161,8 @@ Chosen: group `{metrics['group']}` (n={metrics['group_stats'][cmp.spec.metric]['
 trial `{trial['trial_id']}` (seed {trial['seed']}, epoch {trial['selected_epoch']}).
 
 ## Metrics
-Group: mean ± sample std [95% CI, Student t] (n seeds), in %; "this seed": the exported weights.
+Group: mean ± sample std [95% CI, Student t] (n seeds), in % (compactness: a ratio, lower = tighter classes);
+"this seed": the exported weights.
 
 | metric | group | this seed (n=1) |
 |---|---:|---:|
@@ -183,10 +184,21 @@ in Python, `mfer_platform.export.load_exported(<folder>)` (safetensors + JSON, n
 """
 
 
-def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison, output_dir: str | Path) -> Path:
-    """Write the export of ``trial`` (a trials-table row) to ``output_dir``."""
+@dataclass
+class TrialCheckpoint:
+    """A trial's selected-epoch model, read from its latest checkpoint folder."""
+
+    meta: dict  # the checkpoint's meta.json
+    cfg: TrainConfig  # pretrained_file cleared: ``state`` holds every weight, and the path was the training machine's
+    pretrained_file: Optional[str]  # what cfg.model.pretrained_file was during training
+    state: dict[str, torch.Tensor]  # model weights under their plain state-dict names
+    model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
+
+
+def read_checkpoint(storage_path: str, name: str, trial: pd.Series) -> TrialCheckpoint:
+    """The validation-selected weights of ``trial`` (a trials-table row), checked against its config."""
     if not trial.get("checkpoint"):
-        raise ExportError(f"trial {trial['trial_id']} of {name!r} has no checkpoint to export")
+        raise ExportError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
     fs, root = store.open_storage(storage_path)
     ckpt = f"{root}/{name}/{trial['checkpoint']}"
     meta = store.read_json(fs, f"{ckpt}/meta.json")
@@ -194,8 +206,16 @@ def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison
     state = {k.removeprefix("model."): v.contiguous() for k, v in weights.items() if k.startswith("model.")}
     cfg = to_train_config(meta["config"])
     pretrained = cfg.model.pretrained_file
-    cfg.model.pretrained_file = None  # the export carries all weights; the training machine's path would not exist
-    check_state_dict(build_model(cfg.model, len(meta["classes"])), state, f"{ckpt}/best_model.safetensors")
+    cfg.model.pretrained_file = None
+    model = build_model(cfg.model, len(meta["classes"]))
+    check_state_dict(model, state, f"{ckpt}/best_model.safetensors")
+    return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())
+
+
+def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison, output_dir: str | Path) -> Path:
+    """Write the export of ``trial`` (a trials-table row) to ``output_dir``."""
+    ckpt = read_checkpoint(storage_path, name, trial)
+    meta, cfg, pretrained, state = ckpt.meta, ckpt.cfg, ckpt.pretrained_file, ckpt.state
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "test_acc", "test_mean_class_acc", "test_macro_f1")
+# Every metric the comparison summarises, with the direction that is better. Compactness is
+# mfer.metrics.feature_compactness (intra- over inter-class distance of the pooled features):
+# lower means tighter classes, the property MFER's feature losses aim at.
+METRIC_MODES = {
+    "val_acc": "max", "val_mean_class_acc": "max", "val_macro_f1": "max",
+    "test_acc": "max", "test_mean_class_acc": "max", "test_macro_f1": "max",
+    "val_compactness": "min", "test_compactness": "min",
+}
+METRICS = tuple(METRIC_MODES)
 STAT_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "delta", "delta_ci_low",
                 "delta_ci_high", "test", "n_pairs", "p_value", "p_holm")
 PAIRED, WELCH, NO_TEST = "paired t", "Welch t", "none (n<2)"
@@ -45,9 +53,13 @@ class CompareSpec:
     def __post_init__(self) -> None:
         if not self.metric.startswith("val_"):
             raise StatsError(f"metric={self.metric!r}: the best configuration is selected on a validation "
-                             "metric (val_acc, val_mean_class_acc, val_macro_f1), never on test")
+                             "metric (val_acc, val_mean_class_acc, val_macro_f1, val_compactness), never on test")
         if self.mode not in ("max", "min"):
             raise StatsError(f"mode={self.mode!r}: use max or min")
+        if METRIC_MODES.get(self.metric, self.mode) != self.mode:
+            raise StatsError(f"metric={self.metric!r} with mode={self.mode!r}: that metric is better when "
+                             f"{'higher' if METRIC_MODES[self.metric] == 'max' else 'lower'}; "
+                             f"use mode={METRIC_MODES[self.metric]!r}")
 
 
 def spec_from_record(record: dict, baseline: Optional[dict[str, Any]] = None) -> CompareSpec:
@@ -260,9 +272,10 @@ def compare(trials: pd.DataFrame, spec: CompareSpec) -> Comparison:
                       bool(spec.baseline), excluded)
 
 
-def best_trial(cmp: Comparison, trials: pd.DataFrame) -> pd.Series:
-    """Within the best group (mean validation over seeds), the seed with the best validation value."""
-    ids = cmp.groups.loc[cmp.groups["is_best"], "trial_ids"].iloc[0]
+def best_trial(cmp: Comparison, trials: pd.DataFrame, group: Optional[str] = None) -> pd.Series:
+    """Within ``group`` (default: the best group, by mean validation over seeds), the seed with the
+    best validation value."""
+    ids = cmp.groups.loc[cmp.groups["group"] == (group or cmp.best), "trial_ids"].iloc[0]
     members = trials[trials["trial_id"].isin(ids) & (trials["status"] == "completed")]
     ordered = members.sort_values([cmp.spec.metric, "seed"], ascending=[cmp.spec.mode == "min", True])
     return ordered.iloc[0]

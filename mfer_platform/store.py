@@ -50,8 +50,8 @@ from mfer_platform.trainable import trial_values
 RESULTS_DIR = "results"
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
-VAL_METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss")
-TEST_METRICS = ("test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss")
+VAL_METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val_compactness")
+TEST_METRICS = ("test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss", "test_compactness")
 EPOCH_METRICS = ("train_loss", *VAL_METRICS, "lr", "epoch_s", "train_images_per_s", "selected_epoch",
                  "time_total_s")
 # Keys that say where or how fast a trial ran, not what it learned: left out of the group hash.

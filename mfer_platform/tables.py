@@ -1,9 +1,9 @@
 """Comparison tables — Markdown, CSV, LaTeX, and the HTML report's copy — from one Comparison.
 
 The grid of cells is built once, as plain Unicode text; each format only escapes and joins it,
-so the files can never disagree. Display cells are percentages and every one carries its n
-(fer_pitfalls #1: no number without its sample size); the CSV is long-format with full
-precision fractions, for anyone who wants to recompute.
+so the files can never disagree. Display cells are percentages (the compactness ratio is shown
+as itself) and every one carries its n (fer_pitfalls #1: no number without its sample size);
+the CSV is long-format with full precision values, for anyone who wants to recompute.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from mfer_platform.stats import NO_TEST, PAIRED, Comparison
+from mfer_platform.stats import METRIC_MODES, NO_TEST, PAIRED, Comparison
 
 if TYPE_CHECKING:
     from mfer_platform.published import PaperColumn
@@ -20,12 +20,25 @@ if TYPE_CHECKING:
 PRETTY = {
     "val_acc": "val acc", "val_mean_class_acc": "val mean-class acc", "val_macro_f1": "val macro-F1",
     "test_acc": "test acc", "test_mean_class_acc": "test mean-class acc", "test_macro_f1": "test macro-F1",
+    "val_compactness": "val compactness", "test_compactness": "test compactness",
 }
+# Metrics that are ratios, not fractions: displayed as they are, not as percentages.
+RATIOS = frozenset({"val_compactness", "test_compactness"})
 BEST, BASELINE, REFERENCE = "★", "baseline", "reference"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
+def fmt(metric: str, x: float, signed: bool = False) -> str:
+    """A metric's value for display: ``81.23`` (percent) or ``0.412`` (ratio)."""
+    scaled, digits = (x, 3) if metric in RATIOS else (100 * x, 2)
+    return f"{scaled:{'+' if signed else ''}.{digits}f}"
+
+
+def column_name(metric: str, delta_vs: Optional[str] = None) -> str:
+    """``val acc (%)``, or ``Δ val acc vs baseline (pp)``; lower-is-better metrics carry ``↓``."""
+    name = PRETTY.get(metric, metric) + (" ↓" if METRIC_MODES.get(metric) == "min" else "")
+    if delta_vs is None:
+        return name + ("" if metric in RATIOS else " (%)")
+    return f"Δ {name} vs {delta_vs}" + ("" if metric in RATIOS else " (pp)")
 
 
 def _p(p: float) -> str:
@@ -36,9 +49,10 @@ def metric_cell(s: Mapping[str, Any]) -> str:
     """``81.23 ± 0.45 [80.11, 82.35] (n=3)``; a single run shows its value and n=1 only."""
     if s["n"] == 0:
         return "– (n=0)"
+    m = s["metric"]
     if s["n"] < 2:
-        return f"{_pct(s['mean'])} (n={s['n']})"
-    return f"{_pct(s['mean'])} ± {_pct(s['std'])} [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}] (n={s['n']})"
+        return f"{fmt(m, s['mean'])} (n={s['n']})"
+    return f"{fmt(m, s['mean'])} ± {fmt(m, s['std'])} [{fmt(m, s['ci_low'])}, {fmt(m, s['ci_high'])}] (n={s['n']})"
 
 
 def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
@@ -47,11 +61,12 @@ def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
         return BASELINE if cmp.reference_is_baseline else REFERENCE
     if s["n"] == 0 or math.isnan(s["delta"]):
         return "– (n=0)"
-    delta = f"{100 * s['delta']:+.2f}"
+    m = s["metric"]
+    delta = fmt(m, s["delta"], signed=True)
     if s["test"] == NO_TEST:
         return f"{delta} (no test: n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']})"
     n = f"n={s['n_pairs']} pairs" if s["test"] == PAIRED else f"n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']}"
-    ci = f"[{100 * s['delta_ci_low']:+.2f}, {100 * s['delta_ci_high']:+.2f}]"
+    ci = f"[{fmt(m, s['delta_ci_low'], True)}, {fmt(m, s['delta_ci_high'], True)}]"
     p = "p=n/a" if math.isnan(s["p_holm"]) else _p(s["p_holm"])
     return f"{delta} {ci} {p} Holm ({s['test']}, {n})"
 
@@ -64,8 +79,8 @@ def delta_metrics(cmp: Comparison) -> list[str]:
 def grid(cmp: Comparison, paper: Optional[PaperColumn] = None) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the display table, best group first; ``paper``: published figures beside ours."""
     ref = BASELINE if cmp.reference_is_baseline else REFERENCE
-    header = ["group", "n", *([paper.header] if paper else []), *[f"{PRETTY.get(m, m)} (%)" for m in cmp.spec.metrics],
-              *[f"Δ {PRETTY.get(m, m)} vs {ref} (pp)" for m in delta_metrics(cmp)]]
+    header = ["group", "n", *([paper.header] if paper else []), *[column_name(m) for m in cmp.spec.metrics],
+              *[column_name(m, delta_vs=ref) for m in delta_metrics(cmp)]]
     rows = []
     for g in cmp.groups.itertuples():
         mark = (f"{BEST} " if g.is_best else "") + g.group + (f" ({ref})" if g.is_reference else "")
@@ -82,11 +97,14 @@ def caption(cmp: Comparison) -> str:
            else f"the best group {cmp.reference} (no baseline named in the search space)")
     left_out = ", ".join(f"{n} {status}" for status, n in sorted(cmp.excluded.items())) or "none"
     k = len(cmp.groups) - 1
+    ratios = (" Compactness = mean distance of a validation (test) feature to its class centroid over the mean "
+              "distance between centroids, a ratio (our measure, not the paper's; ↓ lower = tighter classes)."
+              if RATIOS & set(cmp.spec.metrics) else "")
     return (f"Mean ± sample std [{conf}% CI, Student t] over n seeds, in %; completed trials only "
             f"(left out: {left_out}). {BEST} = best mean {cmp.spec.metric} ({cmp.spec.mode}; validation, "
             f"never test). Δ = group mean − mean of {ref}, in percentage points, with the test's {conf}% CI; "
             f"paired t-test on the seeds both ran, Welch t-test when fewer than 2 are shared; p-values "
-            f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} of each metric.")
+            f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} of each metric.{ratios}")
 
 
 _LATEX = str.maketrans({

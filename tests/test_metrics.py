@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mfer.data.arrays import ArraySplit
-from mfer.metrics import confusion_matrix, summarize
+from mfer.metrics import confusion_matrix, feature_compactness, summarize
 from mfer.train.evaluate import evaluate
 
 
@@ -39,3 +39,16 @@ def test_evaluation_does_not_depend_on_batch_size_or_order():
         out = run(s, bs)
         assert out["confusion"] == ref["confusion"]
         assert out["acc"] == ref["acc"] and out["macro_f1"] == ref["macro_f1"]
+        assert out["compactness"] == pytest.approx(ref["compactness"], rel=1e-5)
+
+
+def test_compactness_ranks_separated_classes_above_shuffled_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 40)
+    centres = rng.normal(0, 4, (5, 32))
+    features = centres[labels] + rng.normal(0, 1, (len(labels), 32))
+    separated = feature_compactness(features, labels)
+    shuffled = feature_compactness(features, rng.permutation(labels))
+    assert separated < 0.5 < 2 < shuffled  # shuffled centroids nearly coincide: inter-class distance collapses
+    assert feature_compactness(10 * features + 3, labels) == pytest.approx(separated)  # scale and shift free
+    assert np.isnan(feature_compactness(features[:40], labels[:40]))  # one class: undefined

@@ -1,5 +1,8 @@
-"""Evaluation: summed-head predictions over a split into one confusion matrix."""
+"""Evaluation: summed-head predictions over a split into one confusion matrix, plus the
+compactness of the pooled features (both computed once over the whole split)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -7,26 +10,39 @@ import torch
 from mfer.data.arrays import ArraySplit
 from mfer.data.augment import to_model_input
 from mfer.data.batches import iterate_batches
-from mfer.metrics import confusion_matrix, summarize
+from mfer.metrics import confusion_matrix, feature_compactness, summarize
+
+
+@dataclass
+class Predictions:
+    """A split's model outputs, in the split's order, float32 on the CPU."""
+
+    logits: torch.Tensor  # (N, K) summed logits of all heads: what MFER predicts with
+    features: torch.Tensor  # (N, D) pooled normalised feature (``forward_head(pre_logits=True)``)
+    labels: torch.Tensor  # (N,)
 
 
 @torch.no_grad()
-def predict_logits(model, split: ArraySplit, batch_size: int, device: torch.device, size: int,
-                   channels_last: bool, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed logits (N, K) float32 on CPU, labels (N,)) in the split's order."""
+def predict(model, split: ArraySplit, batch_size: int, device: torch.device, size: int,
+            channels_last: bool, autocast) -> Predictions:
+    """Logits and pooled features from one pass of the backbone (timm contract: features, then head)."""
     model.eval()
-    logits, labels = [], []
+    logits, features, labels = [], [], []
     for x, y in iterate_batches(split, batch_size, device, np.arange(len(split))):
         with autocast():
-            out = model(to_model_input(x, size, channels_last))
+            fmap = model.forward_features(to_model_input(x, size, channels_last))
+            feature = model.forward_head(fmap, pre_logits=True)
+            out = model.forward_head(fmap)
         logits.append(out.float().cpu())
+        features.append(feature.float().cpu())
         labels.append(y.cpu())
-    return torch.cat(logits), torch.cat(labels)
+    return Predictions(torch.cat(logits), torch.cat(features), torch.cat(labels))
 
 
 def evaluate(model, split: ArraySplit, num_classes: int, batch_size: int, device: torch.device, size: int,
              channels_last: bool, autocast) -> dict:
-    logits, labels = predict_logits(model, split, batch_size, device, size, channels_last, autocast)
-    cm = confusion_matrix(labels, logits.argmax(1), num_classes).numpy()
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    return {**summarize(cm), "loss": loss, "confusion": cm.tolist()}
+    p = predict(model, split, batch_size, device, size, channels_last, autocast)
+    cm = confusion_matrix(p.labels, p.logits.argmax(1), num_classes).numpy()
+    loss = torch.nn.functional.cross_entropy(p.logits, p.labels).item()
+    return {**summarize(cm), "loss": loss, "compactness": feature_compactness(p.features, p.labels),
+            "confusion": cm.tolist()}

@@ -226,8 +226,8 @@ def fit(
         row = {
             "epoch": epoch + 1, "train_loss": train_loss, "val_acc": val["acc"],
             "val_mean_class_acc": val["mean_class_acc"], "val_macro_f1": val["macro_f1"],
-            "val_loss": val["loss"], "lr": lr, "epoch_s": time.perf_counter() - t0,
-            "train_images_per_s": seen / max(epoch_train_s, 1e-9),
+            "val_loss": val["loss"], "val_compactness": val["compactness"], "lr": lr,
+            "epoch_s": time.perf_counter() - t0, "train_images_per_s": seen / max(epoch_train_s, 1e-9),
         }
         history.append(row)
         result = {
@@ -248,7 +248,7 @@ def fit(
         if is_last and tc.evaluate_test:
             _load_weights(model, criterion, best_weights)
             test = run_eval(model, data.test)
-            result.update({f"test_{m}": test[m] for m in ("acc", "mean_class_acc", "macro_f1", "loss")})
+            result.update({f"test_{m}": test[m] for m in ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")})
         if on_epoch is not None:
             on_epoch(EpochEnd(epoch + 1, dict(result), saved, is_last))
 
@@ -257,7 +257,8 @@ def fit(
     sel = best["val"]
     summary = {
         "val_acc": sel["acc"], "val_mean_class_acc": sel["mean_class_acc"], "val_macro_f1": sel["macro_f1"],
-        "val_loss": sel["loss"], "val_per_class_acc": sel["per_class_acc"], "val_confusion": sel["confusion"],
+        "val_loss": sel["loss"], "val_compactness": sel.get("compactness"),  # absent from older checkpoints
+        "val_per_class_acc": sel["per_class_acc"], "val_confusion": sel["confusion"],
         "selected_epoch": best["epoch"], "epochs_run": len(history),
         "images_per_s": train_images / max(train_seconds, 1e-9),
         "wall_s": time.perf_counter() - t_start, "train_s": train_seconds,
