@@ -1,17 +1,20 @@
-"""End-to-end sweeps on real Ray: a crash retried from its checkpoint, a killed driver resumed,
+"""End-to-end sweeps on real Ray: a crash and a trial's worker process SIGKILLed mid-epoch, each
+retried from its checkpoint, a killed driver resumed,
 a real two-node local cluster, a worker node killed mid-sweep and a NaN trial. Each fault test
 ends by checking the results store holds every trial exactly once. Each test stops only the Ray
 processes it started."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from .sweeps import (SMOKE, alive_nodes, assert_store_holds_each_trial_once, epoch_nodes, free_port, kill_group,
-                     kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, wait_for, worker_node_ids)
+                     kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, trial_results, wait_for,
+                     worker_node_ids)
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +37,31 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
     _assert_each_trial_once(tmp_path / "store" / "crash", 4, 2)  # ...and each resumed at epoch 2
     status_lines = [line for line in out.stdout.splitlines() if "errored |" in line]
     assert status_lines and "| 0 errored |" in status_lines[-1]  # retried, not failed
+
+
+def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):
+    """SIGKILL from outside, mid-epoch, as the OOM killer does: no exception, no goodbye."""
+    import pandas as pd
+
+    exp, log = tmp_path / "store" / "workerkill", tmp_path / "sweep.log"
+    with log.open("w") as out:
+        sweep = subprocess.Popen(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'),
+                                 env=ray_env, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: sweep.poll() is not None or any(len(r) == 1 for r in trial_results(exp).values()),
+                 timeout=600, every=0.2)
+        assert sweep.poll() is None, log.read_text()[-4000:]
+        victim = next(rows[0] for rows in trial_results(exp).values() if len(rows) == 1)
+        os.kill(victim["pid"], signal.SIGKILL)  # Tune records each trial's worker pid; it is in epoch 2 now
+        sweep.wait(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, log.read_text()[-4000:]
+    _assert_each_trial_once(exp, 4, 3)
+    trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
+    assert trials["retries"].sum() >= 1, trials[["trial_id", "retries"]]  # the killed trial was retried...
+    assert "| 0 errored |" in [line for line in log.read_text().splitlines() if "errored |" in line][-1]  # ...and finished
 
 
 def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_env):
