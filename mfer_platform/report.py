@@ -2,9 +2,10 @@
 
 Pictures a researcher would rather look at than read: the sweep in parallel coordinates, the
 ablation as bars with confidence intervals, learning curves per group, per-class accuracy
-across groups, the best model's confusion matrix, the Pareto front of a multi-objective
-search, and where the compute went. plotly.js is embedded once (``include_plotlyjs=True``), so
-the file opens offline, e-mailed or archived. Every figure states its n.
+across groups, a confusion matrix per group, the Pareto front of a multi-objective search, and
+where the compute went; with figures on, also the paper's figures (``mfer_platform.figures``):
+a t-SNE panel of the groups' features and the best model's Grad-CAM grids. plotly.js and the
+PNGs are embedded, so the file opens offline, e-mailed or archived. Every figure states its n.
 """
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mfer.data.classes import ABBREVIATIONS
 from mfer_platform import store
+from mfer_platform.figures.confusion import confusion_figure
+from mfer_platform.figures.sweep import FigureOptions, SweepFigures, class_abbreviations, make_figures
+from mfer_platform.pages import LAYOUT, plotly_sections, write_page
 from mfer_platform.published import PaperColumn, paper_column
 from mfer_platform.stats import (Comparison, best_trial, compare, compute_spent, pareto_front, plain, short_names,
                                  spec_from_record)
 from mfer_platform.tables import PRETTY, to_html, write_tables
 
 TOP_K = 12  # groups drawn in the per-group figures (best first); the table lists them all
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=60))
 
 
 def _group_members(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> list[tuple[str, pd.DataFrame]]:
@@ -67,7 +69,7 @@ def parallel_coordinates(trials: pd.DataFrame, factors: list[str], metric: str) 
     dims.append(dict(label=metric, values=rows[metric]))
     fig = go.Figure(go.Parcoords(line=dict(color=rows[metric], colorscale="Viridis", showscale=True), dimensions=dims))
     fig.update_layout(title=f"The sweep: {len(rows)} trials (n=1 each line; early-stopped included), colour = {metric}",
-                      **{**_LAYOUT, "margin": dict(l=60, r=60, t=120, b=40)})
+                      **{**LAYOUT, "margin": dict(l=60, r=60, t=120, b=40)})
     return fig
 
 
@@ -83,7 +85,7 @@ def ablation_bars(cmp: Comparison, top_k: int) -> go.Figure:
                     error_x=dict(type="data", array=half, visible=True),
                     text=[f"n={r['n']}" for r in s], textposition="inside")
     fig.update_layout(title=f"Ablation: mean ± {100 * cmp.spec.confidence:g}% CI over seeds (%, n on each bar)",
-                      barmode="group", height=max(350, 60 * len(labels)), xaxis_title="%", **_LAYOUT)
+                      barmode="group", height=max(350, 60 * len(labels)), xaxis_title="%", **LAYOUT)
     return fig
 
 
@@ -101,14 +103,14 @@ def learning_curves(cmp: Comparison, trials: pd.DataFrame, epochs: pd.DataFrame,
                             showlegend=col == 1, line=dict(color=color), text=hover, row=1, col=col,
                             hovertemplate="epoch %{x}: %{y:.4f} (%{text})")
     fig.update_layout(title=f"Learning curves: mean over each group's seeds (top {top_k} groups; n in hover)",
-                      height=480, **_LAYOUT)
+                      height=480, **LAYOUT)
     fig.update_xaxes(title="epoch")
     return fig
 
 
 def _classes(trials: pd.DataFrame) -> list[str]:
     found = trials["classes"].dropna()
-    return [ABBREVIATIONS.get(c, c) for c in plain(found.iloc[0])] if len(found) else []
+    return class_abbreviations(plain(found.iloc[0])) if len(found) else []
 
 
 def per_class_heatmap(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> Optional[go.Figure]:
@@ -127,23 +129,7 @@ def per_class_heatmap(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> Opti
     fig = go.Figure(go.Heatmap(z=z, x=classes, y=labels[::-1], zmin=0, zmax=1, colorscale="Blues",
                                text=np.round(z, 2), texttemplate="%{text}"))
     fig.update_layout(title="Per-class validation accuracy at the selected epoch (mean over n seeds)",
-                      height=max(350, 45 * len(labels) + 150), **_LAYOUT)
-    return fig
-
-
-def confusion_figure(trial: pd.Series, classes: list[str]) -> Optional[go.Figure]:
-    """The best trial's validation confusion matrix, row-normalised (rows: true class)."""
-    cm = plain(trial["val_confusion"])
-    if not cm:
-        return None
-    counts = np.array(cm, dtype=float)
-    norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    text = [[f"{norm[i, j]:.2f}<br>({int(counts[i, j])})" for j in range(len(classes))] for i in range(len(classes))]
-    fig = go.Figure(go.Heatmap(z=norm, x=classes, y=classes, zmin=0, zmax=1, colorscale="Blues", text=text,
-                               texttemplate="%{text}"))
-    fig.update_layout(title=f"Best model's confusion matrix: trial {trial['trial_id']}, seed {trial['seed']}, "
-                            f"validation split (n={int(counts.sum())}), epoch {trial['selected_epoch']}; row-normalised",
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=560, **_LAYOUT)
+                      height=max(350, 45 * len(labels) + 150), **LAYOUT)
     return fig
 
 
@@ -163,7 +149,7 @@ def pareto_figure(trials: pd.DataFrame, metric: str, mode: str, objectives: dict
                         text=best["trial_id"], marker=dict(color="crimson"), showlegend=i == 1, row=1, col=i)
         fig.update_xaxes(title=f"{obj} ({obj_mode})", row=1, col=i)
     fig.update_yaxes(title=f"{metric} ({mode})")
-    fig.update_layout(title="Pareto front of the multi-objective search (completed trials, n=1 each point)", **_LAYOUT)
+    fig.update_layout(title="Pareto front of the multi-objective search (completed trials, n=1 each point)", **LAYOUT)
     return fig
 
 
@@ -177,7 +163,7 @@ def compute_figure(trials: pd.DataFrame, factors: list[str], top_k: int) -> go.F
     fig.update_layout(title=f"Compute: {spent.spent_s:,.0f} reserved {spent.unit}-seconds ({hours:.2f} {spent.unit}-hours) "
                             f"over n={len(trials)} trials; early stopping saved ≈{spent.saved_s:,.0f} s "
                             f"({100 * spent.saved_share:.1f}% of the full budget)",
-                      xaxis_title=f"{spent.unit}-seconds", height=max(350, 45 * len(shown) + 150), **_LAYOUT)
+                      xaxis_title=f"{spent.unit}-seconds", height=max(350, 45 * len(shown) + 150), **LAYOUT)
     return fig
 
 
@@ -189,12 +175,6 @@ def _provenance(trials: pd.DataFrame) -> str:
             f"{html.escape(distinct('dataset_fingerprint'))}<br>{trials['config_hash'].nunique()} distinct config hashes")
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222}
-table.comparison{border-collapse:collapse;font-size:13px}table.comparison td,table.comparison th{border:1px solid #ccc;
-padding:4px 6px;text-align:right}table.comparison td:first-child{text-align:left}.caption{font-size:13px;color:#555}
-section{margin:2.5em 0}"""
-
-
 @dataclass
 class ReportInputs:
     experiment: str
@@ -203,6 +183,7 @@ class ReportInputs:
     epochs: pd.DataFrame
     cmp: Comparison
     paper: Optional[PaperColumn] = None  # published figures beside ours (paper studies only)
+    figures: Optional[SweepFigures] = None  # t-SNE panel and Grad-CAM grids (they need the checkpoints)
 
 
 def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Path:
@@ -210,22 +191,18 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
     trials, cmp, record = inp.trials, inp.cmp, inp.record
     factors = cmp.spec.factors
     best = best_trial(cmp, trials)
-    figures = {
+    sections = plotly_sections({
         "Sweep": parallel_coordinates(trials, factors, cmp.spec.metric),
         "Ablation": ablation_bars(cmp, top_k),
         "Learning curves": learning_curves(cmp, trials, inp.epochs, top_k),
         "Per-class accuracy": per_class_heatmap(cmp, trials, top_k),
-        "Best model": confusion_figure(best, _classes(trials)),
+        "Confusion matrices": confusion_figure(cmp, trials, _classes(trials), top_k),
+        "Feature embedding": inp.figures.embedding if inp.figures else None,
         "Pareto front": pareto_figure(trials, cmp.spec.metric, cmp.spec.mode, record.get("objectives") or {}),
         "Compute": compute_figure(trials, factors, top_k),
-    }
-    sections, first = [], True
-    for title, fig in figures.items():
-        if fig is None:
-            continue
-        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=title.lower().replace(" ", "-"))
-        sections.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
-        first = False
+    })
+    if inp.figures:
+        sections.append(inp.figures.gradcam_section())
     statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
     head = (f"<h1>Sweep report: {html.escape(inp.experiment)}</h1><p>search space {html.escape(str(record.get('search_space')))}"
             f" · searcher {html.escape(str((record.get('searcher') or {}).get('algorithm')))}"
@@ -234,23 +211,20 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
             f"best (mean {cmp.spec.metric} over seeds, validation): <b>{html.escape(cmp.best)}</b>; best seed: trial "
             f"{html.escape(str(best['trial_id']))} (seed {best['seed']})</p><p>{_provenance(trials)}</p>")
     table = f"<section><h2>Comparison table</h2>{to_html(cmp, inp.paper)}</section>"
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(inp.experiment)} — MFER sweep report"
-            f"</title><style>{_CSS}</style></head><body>{head}{table}{''.join(sections)}</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, f"{inp.experiment} — MFER sweep report", head + table + "".join(sections))
 
 
 def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None,
-                top_k: int = TOP_K) -> dict[str, Path]:
-    """Ingest experiment ``name``, then write the comparison tables and ``report.html`` to ``output_dir``."""
+                top_k: int = TOP_K, figures: Optional[FigureOptions] = None) -> dict[str, Path]:
+    """Ingest experiment ``name``, then write the comparison tables and ``report.html`` to ``output_dir``;
+    with ``figures``, also the paper's figures (Grad-CAM PNGs in ``output_dir/gradcam/``)."""
     store.ingest(storage_path, name)
     record = store.read_sweep_record(storage_path, name)
     trials = store.load_trials(storage_path, name)
     cmp = compare(trials, spec_from_record(record, baseline))
     paper = paper_column(cmp, record)
     paths = write_tables(cmp, output_dir, paper)
-    inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper)
+    figs = make_figures(storage_path, name, cmp, trials, output_dir, figures) if figures else None
+    inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper, figs)
     paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
     return paths

@@ -15,7 +15,8 @@ from mfer_platform.report import pareto_figure
 
 from .fake_sweep import EXPERIMENT, clone
 
-FIGURES = ("sweep", "ablation", "learning-curves", "per-class-accuracy", "best-model", "compute")
+FIGURES = ("sweep", "ablation", "learning-curves", "per-class-accuracy", "confusion-matrices", "feature-embedding",
+           "compute")
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,14 @@ def report_dir(fake_sweep, tmp_path_factory):
 
 
 def test_report_writes_tables_and_a_self_contained_html(report_dir):
-    assert {p.name for p in report_dir.iterdir()} == {"comparison.md", "comparison.csv", "comparison.tex", "report.html"}
+    assert {p.name for p in report_dir.iterdir()} == {"comparison.md", "comparison.csv", "comparison.tex", "report.html",
+                                                      "gradcam"}
     page = (report_dir / "report.html").read_text()
-    assert not re.search(r"<script[^>]+src=", page)  # plotly.js is inlined: opens offline
+    assert not re.search(r"<(script|img)[^>]+src=\"(?!data:)", page)  # plotly.js and PNGs are inlined: opens offline
     assert page.count("Plotly.newPlot") == len(FIGURES)
+    grids = sorted((report_dir / "gradcam").glob("*.png"))
+    assert grids and len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == len(grids)
+    assert "val compactness ↓" in page
     csv = pd.read_csv(report_dir / "comparison.csv")
     assert set(csv["n"]) == {2} and csv["is_reference"].any()  # 2 seeds per group; the named baseline
     assert "attn_variant=none (baseline)" in (report_dir / "comparison.md").read_text()

@@ -11,6 +11,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
+from mfer_platform.export import ExportError
+from mfer_platform.figures.sweep import FigureOptions
 from mfer_platform.report import make_report
 from mfer_platform.stats import StatsError
 from mfer_platform.store import StoreError
@@ -18,9 +20,10 @@ from mfer_platform.store import StoreError
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with user_errors(StoreError, StatsError):
+    with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
-        paths = make_report(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline, cfg.top_k)
+        figures = FigureOptions(top_k=cfg.top_k) if cfg.figures else None
+        paths = make_report(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline, cfg.top_k, figures)
     print((paths["md"]).read_text())
     for kind, path in paths.items():
         print(f"{kind:>4}: {path}")

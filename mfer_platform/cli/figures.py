@@ -1,0 +1,32 @@
+"""``mfer-figures``: the paper's figures for a sweep — t-SNE of each group's validation features,
+confusion matrices per group, Grad-CAM grids of the best model (and of your own faces).
+
+    mfer-figures storage_path=sweeps name=quickstart output_dir=figures/quickstart
+    mfer-figures storage_path=sweeps name=quickstart images=faces/ seed=1 max_points=500
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from mfer.cli.errors import user_errors
+from mfer_platform.export import ExportError
+from mfer_platform.figures.sweep import FigureOptions, write_sweep_figures
+from mfer_platform.stats import StatsError
+from mfer_platform.store import StoreError
+
+
+@hydra.main(config_path="../conf", config_name="figures", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    opts = FigureOptions(**{f.name: cfg[f.name] for f in fields(FigureOptions)})
+    images = None if cfg.images is None else list(cfg.images) if isinstance(cfg.images, ListConfig) else [str(cfg.images)]
+    with user_errors(StoreError, StatsError, ExportError):
+        paths = write_sweep_figures(str(cfg.storage_path), str(cfg.name), cfg.output_dir, opts, images)
+    for kind, path in paths.items():
+        print(f"{kind:>7}: {path}")
+
+
+if __name__ == "__main__":
+    main()

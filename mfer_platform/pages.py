@@ -1,0 +1,52 @@
+"""Self-contained HTML pages of plotly figures and PNG images, shared by the report and the figures.
+
+plotly.js is inlined once, in the first figure of a page, and images are embedded as base64
+``data:`` URIs, so a page opens offline, e-mailed or archived, with no file beside it needed.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Mapping, Optional
+
+import plotly.graph_objects as go
+
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=60))
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222}
+table.comparison{border-collapse:collapse;font-size:13px}table.comparison td,table.comparison th{border:1px solid #ccc;
+padding:4px 6px;text-align:right}table.comparison td:first-child{text-align:left}.caption{font-size:13px;color:#555}
+section{margin:2.5em 0}figure.png{display:inline-block;margin:0 1em 1em 0}figure.png img{max-width:100%;
+image-rendering:pixelated}"""
+
+
+def plotly_sections(figures: Mapping[str, Optional[go.Figure]]) -> list[str]:
+    """One ``<section>`` per figure (None: left out), titled by its key; plotly.js inlined in the first."""
+    sections, first = [], True
+    for title, fig in figures.items():
+        if fig is None:
+            continue
+        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=title.lower().replace(" ", "-"))
+        sections.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
+        first = False
+    return sections
+
+
+def image_section(title: str, intro: str, images: Mapping[str, Path], width: int = 0) -> str:
+    """A ``<section>`` of PNG files embedded as data URIs, each with its caption; ``width``: display px (0: natural)."""
+    style = f' style="width:{width}px"' if width else ""
+    figs = "".join(
+        f'<figure class="png"><img{style} alt="{html.escape(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(Path(path).read_bytes()).decode()}"><figcaption class="caption">{html.escape(caption)}'
+        f"</figcaption></figure>" for caption, path in images.items())
+    return f'<section><h2>{html.escape(title)}</h2><p class="caption">{intro}</p>{figs}</section>'
+
+
+def write_page(path: str | Path, title: str, body: str) -> Path:
+    """Write one HTML page with the shared style; ``body`` is trusted HTML (escape what goes into it)."""
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
