@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from pathlib import Path
 from typing import Mapping, Optional
 
 import plotly.graph_objects as go
+from PIL import Image
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=60))
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222}
 table.comparison{border-collapse:collapse;font-size:13px}table.comparison td,table.comparison th{border:1px solid #ccc;
 padding:4px 6px;text-align:right}table.comparison td:first-child{text-align:left}.caption{font-size:13px;color:#555}
-section{margin:2.5em 0}figure.png{display:inline-block;margin:0 1em 1em 0}figure.png img{max-width:100%;
-image-rendering:pixelated}"""
+section{margin:2.5em 0}figure.png{display:inline-block;margin:0 1em 1em 0}figure.png img{max-width:100%}"""
 
 
 def plotly_sections(figures: Mapping[str, Optional[go.Figure]]) -> list[str]:
@@ -32,12 +33,25 @@ def plotly_sections(figures: Mapping[str, Optional[go.Figure]]) -> list[str]:
     return sections
 
 
-def image_section(title: str, intro: str, images: Mapping[str, Path], width: int = 0) -> str:
-    """A ``<section>`` of PNG files embedded as data URIs, each with its caption; ``width``: display px (0: natural)."""
-    style = f' style="width:{width}px"' if width else ""
+def _png(path: Path, max_side: int) -> bytes:
+    """The PNG's bytes, re-encoded at most ``max_side`` px on its longer side (0: as it is)."""
+    if not max_side:
+        return path.read_bytes()
+    img = Image.open(path)
+    if max(img.size) <= max_side:
+        return path.read_bytes()
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_section(title: str, intro: str, images: Mapping[str, Path], max_side: int = 0) -> str:
+    """A ``<section>`` of PNG files embedded as data URIs, each with its caption; ``intro`` is trusted HTML.
+    ``max_side``: embed a smaller copy of larger images (photos), keeping the page light; the files keep full size."""
     figs = "".join(
-        f'<figure class="png"><img{style} alt="{html.escape(caption)}" src="data:image/png;base64,'
-        f'{base64.b64encode(Path(path).read_bytes()).decode()}"><figcaption class="caption">{html.escape(caption)}'
+        f'<figure class="png"><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(_png(Path(path), max_side)).decode()}"><figcaption class="caption">{html.escape(caption)}'
         f"</figcaption></figure>" for caption, path in images.items())
     return f'<section><h2>{html.escape(title)}</h2><p class="caption">{intro}</p>{figs}</section>'
 

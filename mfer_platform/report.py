@@ -22,7 +22,8 @@ from plotly.subplots import make_subplots
 
 from mfer_platform import store
 from mfer_platform.figures.confusion import confusion_figure
-from mfer_platform.figures.sweep import FigureOptions, SweepFigures, class_abbreviations, make_figures
+from mfer_platform.figures.sweep import (GRADCAM_DIR, FigureOptions, SweepFigures, class_abbreviations,
+                                         make_figures)
 from mfer_platform.pages import LAYOUT, plotly_sections, write_page
 from mfer_platform.published import PaperColumn, paper_column
 from mfer_platform.stats import (Comparison, best_trial, compare, compute_spent, pareto_front, plain, short_names,
@@ -227,4 +228,6 @@ def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: 
     figs = make_figures(storage_path, name, cmp, trials, output_dir, figures) if figures else None
     inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper, figs)
     paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
+    if figs:
+        paths["gradcam"] = Path(output_dir) / GRADCAM_DIR
     return paths

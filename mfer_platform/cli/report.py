@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
         paths = make_report(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline, cfg.top_k, figures)
     print((paths["md"]).read_text())
     for kind, path in paths.items():
-        print(f"{kind:>4}: {path}")
+        print(f"{kind:>7}: {path}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from mfer_platform.summary import sweep_comparison
 
 GRADCAM_DIR = "gradcam"
 FIGURES_PAGE = "figures.html"
+PREVIEW_SIDE = 320  # px: photos are embedded in figures.html at most this large (the PNG files keep full size)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class SweepFigures:
     best: TrialModel  # the model the Grad-CAM grids explain
 
     def gradcam_section(self, title: str = "Grad-CAM") -> str:
-        intro = (f"Best model ({self.best.source}): validation faces, a row per true class; Grad-CAM of the "
+        intro = (f"Best model ({html.escape(self.best.source)}): validation faces, a row per true class; Grad-CAM of the "
                  f"predicted class at each layer; a red frame marks a misclassified face. PNGs in {GRADCAM_DIR}/.")
         return image_section(title, intro, self.gradcam)
 
@@ -103,7 +104,8 @@ def write_sweep_figures(storage_path: str, name: str, output_dir: str | Path, op
         shown = {f"{Path(src).name}: {layers[slug].title} (predicted {files.predicted[src]})": png
                  for src, pngs in files.written.items() for slug, png in pngs.items()}
         skipped = "".join(f"<br>skipped {html.escape(src)}: {html.escape(why)}" for src, why in files.skipped.items())
-        sections.append(image_section("Grad-CAM on your images", f"Best model ({figs.best.source}).{skipped}", shown))
+        intro = f"Best model ({html.escape(figs.best.source)}); full-size PNGs in {GRADCAM_DIR}/images/.{skipped}"
+        sections.append(image_section("Grad-CAM on your images", intro, shown, max_side=PREVIEW_SIDE))
         paths["images"] = out / GRADCAM_DIR / "images"
     body = f"<h1>Figures: {name}</h1>" + "".join(sections)
     write_page(paths["html"], f"{name} — MFER figures", body)
