@@ -50,10 +50,10 @@ class SweepFigures:
     gradcam: dict[str, Path]  # caption -> grid PNG
     best: TrialModel  # the model the Grad-CAM grids explain
 
-    def gradcam_section(self, title: str = "Grad-CAM") -> str:
+    def gradcam_section(self) -> str:
         intro = (f"Best model ({html.escape(self.best.source)}): validation faces, a row per true class; Grad-CAM of the "
                  f"predicted class at each layer; a red frame marks a misclassified face. PNGs in {GRADCAM_DIR}/.")
-        return image_section(title, intro, self.gradcam)
+        return image_section("Grad-CAM", intro, self.gradcam)
 
 
 def class_abbreviations(classes: Sequence[str]) -> list[str]:
@@ -64,7 +64,7 @@ def class_abbreviations(classes: Sequence[str]) -> list[str]:
 def make_figures(storage_path: str, name: str, cmp: Comparison, trials: pd.DataFrame, out_dir: str | Path,
                  opts: FigureOptions) -> SweepFigures:
     """Embed every shown group's validation features; write the best model's Grad-CAM grids to
-    ``out_dir/gradcam/``. Each group's model is released before the next is loaded."""
+    ``out_dir/gradcam/``. Each group's model is released before the next is loaded (the best one is kept)."""
     groups = list(cmp.groups.head(opts.top_k).itertuples())
     splits: dict[str, ArraySplit] = {}  # data config -> evaluation sample: groups usually share one dataset
     panels: list[Panel] = []
