@@ -10,6 +10,7 @@ PNGs are embedded, so the file opens offline, e-mailed or archived. Every figure
 from __future__ import annotations
 
 import html
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mfer.data.formats.base import DatasetError
 from mfer_platform import store
 from mfer_platform.figures.confusion import confusion_figure
 from mfer_platform.figures.sweep import (GRADCAM_DIR, FigureOptions, SweepFigures, class_abbreviations,
@@ -30,6 +32,7 @@ from mfer_platform.stats import (Comparison, best_trial, compare, compute_spent,
                                  spec_from_record)
 from mfer_platform.tables import PRETTY, to_html, write_tables
 
+log = logging.getLogger("mfer_platform")
 TOP_K = 12  # groups drawn in the per-group figures (best first); the table lists them all
 
 
@@ -215,6 +218,18 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
     return write_page(path, f"{inp.experiment} — MFER sweep report", head + table + "".join(sections))
 
 
+def _figures_if_data(storage_path: str, name: str, cmp: Comparison, trials: pd.DataFrame, output_dir: str | Path,
+                     options: FigureOptions) -> Optional[SweepFigures]:
+    """The paper's figures, or None with a warning where the sweep's dataset is not on this machine:
+    the tables and the other figures need only the store, and should not be lost for want of it."""
+    try:
+        return make_figures(storage_path, name, cmp, trials, output_dir, options)
+    except DatasetError as e:
+        log.warning(f"report written without the t-SNE and Grad-CAM figures: {e}; run mfer-figures where the "
+                    "data is, or pass figures=false to skip them")
+        return None
+
+
 def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None,
                 top_k: int = TOP_K, figures: Optional[FigureOptions] = None) -> dict[str, Path]:
     """Ingest experiment ``name``, then write the comparison tables and ``report.html`` to ``output_dir``;
@@ -225,7 +240,7 @@ def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: 
     cmp = compare(trials, spec_from_record(record, baseline))
     paper = paper_column(cmp, record)
     paths = write_tables(cmp, output_dir, paper)
-    figs = make_figures(storage_path, name, cmp, trials, output_dir, figures) if figures else None
+    figs = _figures_if_data(storage_path, name, cmp, trials, output_dir, figures) if figures else None
     inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper, figs)
     paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
     if figs:

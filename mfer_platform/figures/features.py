@@ -65,7 +65,7 @@ def evaluation_sample(cfg: TrainConfig, max_points: int, seed: int) -> ArraySpli
         val = load_dataset(cfg.data).val
     except DatasetError as e:
         raise DatasetError(f"the figures embed the trial's validation images, but its dataset cannot be read here: "
-                           f"{e} (or skip the figures: mfer-report figures=false)") from None
+                           f"{e}") from None
     if max_points <= 0 or len(val) <= max_points:
         return val
     _, keep = stratified_split(val.labels, max_points / len(val), seed)
