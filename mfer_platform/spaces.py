@@ -46,7 +46,8 @@ SCHEDULERS = ("asha", "hyperband", "pbt", "none")
 SEED_KEY = "trainer.seed"
 ROW_KEY = "row"  # the grid axis of a space's named rows; a trial's params keep the row's name
 # Metrics the trainer reports every epoch (what a searcher or scheduler may optimise).
-METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
+METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val_compactness", "train_loss",
+           "best_val_acc")
 
 
 class SpaceError(ValueError):
