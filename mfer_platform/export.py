@@ -32,7 +32,8 @@ from mfer.config import TrainConfig, to_dict, to_train_config
 from mfer.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
 from mfer.model import build_model
 from mfer_platform import store
-from mfer_platform.stats import METRICS, Comparison, best_trial, compare, spec_from_record
+from mfer_platform.stats import METRICS, Comparison, best_trial
+from mfer_platform.summary import whole_sweep
 from mfer_platform.tables import PRETTY, fmt, metric_cell
 
 FORMAT = "mfer-export/1"
@@ -195,8 +196,10 @@ class TrialCheckpoint:
     model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
 
 
-def read_checkpoint(storage_path: str, name: str, trial: pd.Series) -> TrialCheckpoint:
-    """The validation-selected weights of ``trial`` (a trials-table row), checked against its config."""
+def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
+    """The validation-selected weights of ``trial`` (a trials-table row, which names its experiment),
+    checked against its config."""
+    name = trial["experiment"]
     if not trial.get("checkpoint"):
         raise ExportError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
     fs, root = store.open_storage(storage_path)
@@ -212,9 +215,9 @@ def read_checkpoint(storage_path: str, name: str, trial: pd.Series) -> TrialChec
     return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())
 
 
-def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison, output_dir: str | Path) -> Path:
+def export_trial(storage_path: str, trial: pd.Series, cmp: Comparison, output_dir: str | Path) -> Path:
     """Write the export of ``trial`` (a trials-table row) to ``output_dir``."""
-    ckpt = read_checkpoint(storage_path, name, trial)
+    ckpt = read_checkpoint(storage_path, trial)
     meta, cfg, pretrained, state = ckpt.meta, ckpt.cfg, ckpt.pretrained_file, ckpt.state
 
     out = Path(output_dir)
@@ -228,7 +231,7 @@ def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison
                           "resize": "bicubic, whole image to image_size x image_size"},
         "weights_file": WEIGHTS, "weights_sha256": _sha256(blob), "train_config": to_dict(cfg),
         "provenance": {
-            "experiment": name, "trial_id": trial["trial_id"], "checkpoint": trial["checkpoint"],
+            "experiment": trial["experiment"], "trial_id": trial["trial_id"], "checkpoint": trial["checkpoint"],
             "git_commit": meta.get("git_commit"), "config_hash": meta.get("config_hash"),
             "dataset_fingerprint": meta.get("dataset_fingerprint"), "pretrained_file": pretrained,
             "pretrained_sha256": meta.get("weights_sha256"), "environment": meta.get("environment"),
@@ -243,14 +246,13 @@ def export_trial(storage_path: str, name: str, trial: pd.Series, cmp: Comparison
                   **{k: (None if pd.isna(trial[k]) else float(trial[k])) for k in METRICS}},
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1, default=str))
-    (out / CARD).write_text(_model_card(name, cfg, meta, config, metrics, cmp), encoding="utf-8")
+    (out / CARD).write_text(_model_card(trial["experiment"], cfg, meta, config, metrics, cmp), encoding="utf-8")
     (out / CONFIG).write_text(json.dumps(config, indent=1))
     return out
 
 
 def export_best(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None) -> Path:
-    """Ingest experiment ``name`` and export its best model (see the module docstring) to ``output_dir``."""
-    store.ingest(storage_path, name)
-    trials = store.load_trials(storage_path, name)
-    cmp = compare(trials, spec_from_record(store.read_sweep_record(storage_path, name), baseline))
-    return export_trial(storage_path, name, best_trial(cmp, trials), cmp, output_dir)
+    """Ingest sweep ``name`` (with its extensions) and export its best model (see the module
+    docstring) to ``output_dir``."""
+    res = whole_sweep(storage_path, name, baseline)
+    return export_trial(storage_path, best_trial(res.cmp, res.trials), res.cmp, output_dir)

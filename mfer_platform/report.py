@@ -22,14 +22,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mfer.data.formats.base import DatasetError
-from mfer_platform import store
 from mfer_platform.figures.confusion import confusion_figure
 from mfer_platform.figures.sweep import (GRADCAM_DIR, FigureOptions, SweepFigures, class_abbreviations,
                                          make_figures)
 from mfer_platform.pages import LAYOUT, plotly_sections, write_page
-from mfer_platform.published import PaperColumn, paper_column
-from mfer_platform.stats import (Comparison, best_trial, compare, compute_spent, pareto_front, plain, short_names,
-                                 spec_from_record)
+from mfer_platform.published import PaperColumn
+from mfer_platform.stats import Comparison, best_trial, compute_spent, pareto_front, plain, short_names
+from mfer_platform.summary import whole_sweep
 from mfer_platform.tables import PRETTY, to_html, write_tables
 
 log = logging.getLogger("mfer_platform")
@@ -218,12 +217,12 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
     return write_page(path, f"{inp.experiment} — MFER sweep report", head + table + "".join(sections))
 
 
-def _figures_if_data(storage_path: str, name: str, cmp: Comparison, trials: pd.DataFrame, output_dir: str | Path,
+def _figures_if_data(storage_path: str, cmp: Comparison, trials: pd.DataFrame, output_dir: str | Path,
                      options: FigureOptions) -> Optional[SweepFigures]:
     """The paper's figures, or None with a warning where the sweep's dataset is not on this machine:
     the tables and the other figures need only the store, and should not be lost for want of it."""
     try:
-        return make_figures(storage_path, name, cmp, trials, output_dir, options)
+        return make_figures(storage_path, cmp, trials, output_dir, options)
     except DatasetError as e:
         log.warning(f"report written without the t-SNE and Grad-CAM figures: {e}; run mfer-figures where the "
                     "data is, or pass figures=false to skip them")
@@ -232,16 +231,12 @@ def _figures_if_data(storage_path: str, name: str, cmp: Comparison, trials: pd.D
 
 def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None,
                 top_k: int = TOP_K, figures: Optional[FigureOptions] = None) -> dict[str, Path]:
-    """Ingest experiment ``name``, then write the comparison tables and ``report.html`` to ``output_dir``;
+    """Ingest sweep ``name`` (with its extensions), then write the comparison tables and ``report.html`` to ``output_dir``;
     with ``figures``, also the paper's figures (Grad-CAM PNGs in ``output_dir/gradcam/``)."""
-    store.ingest(storage_path, name)
-    record = store.read_sweep_record(storage_path, name)
-    trials = store.load_trials(storage_path, name)
-    cmp = compare(trials, spec_from_record(record, baseline))
-    paper = paper_column(cmp, record)
-    paths = write_tables(cmp, output_dir, paper)
-    figs = _figures_if_data(storage_path, name, cmp, trials, output_dir, figures) if figures else None
-    inputs = ReportInputs(name, record, trials, store.load_epochs(storage_path, name), cmp, paper, figs)
+    res = whole_sweep(storage_path, name, baseline)
+    paths = write_tables(res.cmp, output_dir, res.paper)
+    figs = _figures_if_data(storage_path, res.cmp, res.trials, output_dir, figures) if figures else None
+    inputs = ReportInputs(name, res.record, res.trials, res.epochs(storage_path), res.cmp, res.paper, figs)
     paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
     if figs:
         paths["gradcam"] = Path(output_dir) / GRADCAM_DIR

@@ -148,6 +148,17 @@ def read_sweep_record(storage_path: str, name: str) -> dict:
     return read_json(fs, path)
 
 
+def experiment_chain(storage_path: str, name: str) -> list[str]:
+    """``name`` and the experiments that extended it (``name-ext1``, ``name-ext2``, …: what
+    ``mfer-sweep`` runs when a finished sweep is asked for more trials), oldest first."""
+    read_sweep_record(storage_path, name)  # fails early, naming the path, if ``name`` is not a sweep
+    fs, root = open_storage(storage_path)
+    chain = [name]
+    while _exists(fs, f"{root}/{name}-ext{len(chain)}/{SWEEP_FILE}"):
+        chain.append(f"{name}-ext{len(chain)}")
+    return chain
+
+
 # ---------------------------------------------------------------- reading one trial
 @dataclass
 class TrialFiles:

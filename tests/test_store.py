@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -105,6 +106,25 @@ def test_file_uri_storage(storage):
 def test_missing_experiment_names_the_path(storage):
     with pytest.raises(store.StoreError, match="nope/mfer_sweep.json not found"):
         ingest(str(storage), "nope")
+
+
+def test_an_extended_sweep_is_read_as_one(storage):
+    """mfer-sweep grows a finished sweep as NAME-ext1, NAME-ext2, …: reports, figures and exports
+    read them together (each trial's checkpoint under its own experiment)."""
+    from mfer_platform.export import read_checkpoint
+    from mfer_platform.summary import whole_sweep
+
+    exp, ext = storage / EXPERIMENT, storage / f"{EXPERIMENT}-ext1"
+    ext.mkdir()
+    shutil.copy(exp / "mfer_sweep.json", ext)
+    shutil.copytree(next(exp.glob("run_trial_00000000_*")), ext / "run_trial_00000000_0_copy")
+    (storage / f"{EXPERIMENT}-ext3").mkdir()  # not a link of the chain: ext2 is missing
+    shutil.copy(exp / "mfer_sweep.json", storage / f"{EXPERIMENT}-ext3")
+    res = whole_sweep(str(storage), EXPERIMENT)
+    assert res.experiments == [EXPERIMENT, f"{EXPERIMENT}-ext1"]
+    assert len(res.trials) == len(TRIALS) + 2 and (res.trials["experiment"] == f"{EXPERIMENT}-ext1").sum() == 1
+    extended = res.trials[res.trials["experiment"] == f"{EXPERIMENT}-ext1"].iloc[0]
+    assert read_checkpoint(str(storage), extended).meta["classes"]
 
 
 @pytest.mark.parametrize("ray_status, run, planned, error, expected", [

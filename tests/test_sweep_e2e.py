@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mfer_platform.summary import whole_sweep
+
 from .sweeps import (SMOKE, alive_nodes, assert_store_holds_each_trial_once, epoch_nodes, free_port, kill_group,
                      kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, trial_results, wait_for,
                      worker_node_ids)
@@ -87,6 +89,8 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     again = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=6"), env=ray_env,
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr
+    res = whole_sweep(str(tmp_path / "store"), "resume")  # what reports, figures and exports read
+    assert res.experiments == ["resume", "resume-ext1"] and len(res.trials) == 6
 
 
 @pytest.fixture

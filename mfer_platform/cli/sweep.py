@@ -47,10 +47,10 @@ def main(cfg: DictConfig) -> None:
             return
         cluster = ClusterSettings(**OmegaConf.to_container(cfg.cluster))
         experiments = run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
-        cmp, trials, paper = sweep_comparison(storage, experiments)
-    statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
-    print(f"\n{len(trials)} trials ({statuses}); results store: {storage}/results/trials.parquet\n")
-    print(to_markdown(cmp, paper))
+        res = sweep_comparison(storage, experiments)
+    statuses = ", ".join(f"{n} {s}" for s, n in res.trials["status"].value_counts().items())
+    print(f"\n{len(res.trials)} trials ({statuses}); results store: {storage}/results/trials.parquet\n")
+    print(to_markdown(res.cmp, res.paper))
     print(f"\nreport: mfer-report storage_path={storage} name={name} output_dir=reports/{name}")
 
 

@@ -49,9 +49,9 @@ def from_export(model_dir: str | Path, device: str = "cpu") -> TrialModel:
                       f"export {model_dir}")
 
 
-def from_trial(storage_path: str, name: str, trial: pd.Series, device: str = "cpu") -> TrialModel:
-    """The validation-selected weights of one trial (a trials-table row) of experiment ``name``."""
-    ckpt = read_checkpoint(storage_path, name, trial)
+def from_trial(storage_path: str, trial: pd.Series, device: str = "cpu") -> TrialModel:
+    """The validation-selected weights of one trial (a trials-table row)."""
+    ckpt = read_checkpoint(storage_path, trial)
     return TrialModel(ckpt.model.to(device), ckpt.cfg, list(ckpt.meta["classes"]),
                       f"trial {trial['trial_id']} (seed {int(trial['seed'])})")
 

@@ -26,7 +26,7 @@ from mfer_platform.figures.gradcam import cam_layers, class_grids, gradcam_files
 from mfer_platform.pages import image_section, plotly_sections, write_page
 from mfer_platform.predict import list_images
 from mfer_platform.stats import Comparison, best_trial
-from mfer_platform.summary import sweep_comparison
+from mfer_platform.summary import whole_sweep
 
 GRADCAM_DIR = "gradcam"
 FIGURES_PAGE = "figures.html"
@@ -61,7 +61,7 @@ def class_abbreviations(classes: Sequence[str]) -> list[str]:
     return [ABBREVIATIONS.get(c, c) for c in classes]
 
 
-def make_figures(storage_path: str, name: str, cmp: Comparison, trials: pd.DataFrame, out_dir: str | Path,
+def make_figures(storage_path: str, cmp: Comparison, trials: pd.DataFrame, out_dir: str | Path,
                  opts: FigureOptions) -> SweepFigures:
     """Embed every shown group's validation features; write the best model's Grad-CAM grids to
     ``out_dir/gradcam/``. Each group's model is released before the next is loaded (the best one is kept)."""
@@ -70,7 +70,7 @@ def make_figures(storage_path: str, name: str, cmp: Comparison, trials: pd.DataF
     panels: list[Panel] = []
     best = None
     for g in tqdm(groups, desc="features + t-SNE", unit="group"):
-        tm = from_trial(storage_path, name, best_trial(cmp, trials, g.group), opts.device)
+        tm = from_trial(storage_path, best_trial(cmp, trials, g.group), opts.device)
         key = json.dumps(asdict(tm.cfg.data), sort_keys=True)
         if key not in splits:
             splits[key] = evaluation_sample(tm.cfg, opts.max_points, opts.seed)
@@ -89,9 +89,9 @@ def write_sweep_figures(storage_path: str, name: str, output_dir: str | Path, op
                         images: Optional[Sequence[str]] = None) -> dict[str, Path]:
     """``mfer-figures``: ingest the sweep, then write ``figures.html`` (self-contained) and the Grad-CAM
     PNGs; ``images``: files or folders of (aligned) faces to explain with the best model as well."""
-    cmp, trials, _ = sweep_comparison(storage_path, [name])
-    out = Path(output_dir)
-    figs = make_figures(storage_path, name, cmp, trials, out, opts)
+    res = whole_sweep(storage_path, name)
+    cmp, trials, out = res.cmp, res.trials, Path(output_dir)
+    figs = make_figures(storage_path, cmp, trials, out, opts)
     sections = plotly_sections({
         "Feature embedding": figs.embedding,
         "Confusion matrices": confusion_figure(cmp, trials, class_abbreviations(figs.best.classes), opts.top_k),
