@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 SMOKE = Path(__file__).parent / "fixtures" / "spaces" / "smoke.yaml"
 
@@ -90,6 +90,24 @@ def wait_for(predicate, timeout: float, every: float = 1.0) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+def sweep_through_fault(cmd: list[str], env: dict, log: Path, ready: Callable[[], bool],
+                        fault: Callable[[], None]) -> None:
+    """Run a sweep CLI; as soon as ``ready()`` holds mid-sweep, inject ``fault()``; then the sweep
+    must still finish with exit status 0. Output goes to ``log`` (a file, not a pipe: a full pipe
+    would stall the driver mid-test)."""
+    with log.open("w") as out:
+        sweep = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: sweep.poll() is not None or ready(), timeout=600, every=0.2)
+        assert sweep.poll() is None, "the sweep ended before the fault: " + log.read_text()[-4000:]
+        fault()
+        sweep.wait(timeout=900)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, log.read_text()[-4000:]
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -15,8 +15,8 @@ import pytest
 from mfer_platform.summary import whole_sweep
 
 from .sweeps import (SMOKE, alive_nodes, assert_store_holds_each_trial_once, epoch_nodes, free_port, kill_group,
-                     kill_processes_mentioning, sweep_cmd, trial_epochs, trial_nodes, trial_results, wait_for,
-                     worker_node_ids)
+                     kill_processes_mentioning, sweep_cmd, sweep_through_fault, trial_epochs, trial_nodes,
+                     trial_results, wait_for, worker_node_ids)
 
 pytestmark = pytest.mark.slow
 
@@ -46,20 +46,14 @@ def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ra
     import pandas as pd
 
     exp, log = tmp_path / "store" / "workerkill", tmp_path / "sweep.log"
-    with log.open("w") as out:
-        sweep = subprocess.Popen(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'),
-                                 env=ray_env, stdout=out, stderr=out)
-    try:
-        wait_for(lambda: sweep.poll() is not None or any(len(r) == 1 for r in trial_results(exp).values()),
-                 timeout=600, every=0.2)
-        assert sweep.poll() is None, log.read_text()[-4000:]
+
+    def kill_a_trial_in_epoch_2() -> None:  # Tune records each trial's worker pid in its results
         victim = next(rows[0] for rows in trial_results(exp).values() if len(rows) == 1)
-        os.kill(victim["pid"], signal.SIGKILL)  # Tune records each trial's worker pid; it is in epoch 2 now
-        sweep.wait(timeout=900)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-    assert sweep.returncode == 0, log.read_text()[-4000:]
+        os.kill(victim["pid"], signal.SIGKILL)
+
+    sweep_through_fault(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'), ray_env, log,
+                        ready=lambda: any(len(rows) == 1 for rows in trial_results(exp).values()),
+                        fault=kill_a_trial_in_epoch_2)
     _assert_each_trial_once(exp, 4, 3)
     trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
     assert trials["retries"].sum() >= 1, trials[["trial_id", "retries"]]  # the killed trial was retried...
@@ -132,21 +126,10 @@ def test_killed_worker_node_moves_its_trials_to_the_surviving_node(tmp_path, two
     address, env, worker = two_nodes
     (worker_id,) = worker_node_ids(address, env)
     exp = tmp_path / "store" / "nodekill"
-    log = tmp_path / "sweep.log"  # a file, not a pipe: a full pipe would stall the driver mid-test
-    with log.open("w") as out:
-        sweep = subprocess.Popen(sweep_cmd(tmp_path / "store", "nodekill", f"cluster.address={address}",
-                                           'overrides=["trainer.epochs=4"]'), env=env, stdout=out, stderr=out)
-    try:
-        # Kill the worker node while one of its trials is mid-run: epoch 1 reported, more to come.
-        wait_for(lambda: sweep.poll() is not None or [worker_id] in epoch_nodes(exp).values(), timeout=600, every=0.3)
-        assert sweep.poll() is None, log.read_text()[-4000:]
-        assert [worker_id] in epoch_nodes(exp).values(), "no trial reported its first epoch from the worker node"
-        kill_group(worker)
-        sweep.wait(timeout=900)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-    assert sweep.returncode == 0, log.read_text()[-4000:]
+    # Kill the worker node while one of its trials is mid-run: epoch 1 reported, more to come.
+    sweep_through_fault(sweep_cmd(tmp_path / "store", "nodekill", f"cluster.address={address}",
+                                  'overrides=["trainer.epochs=4"]'), env, tmp_path / "sweep.log",
+                        ready=lambda: [worker_id] in epoch_nodes(exp).values(), fault=lambda: kill_group(worker))
     _assert_each_trial_once(exp, 4, 4)
     moved = [nodes for nodes in epoch_nodes(exp).values() if nodes[0] == worker_id and nodes[-1] != worker_id]
     assert moved, epoch_nodes(exp)  # a trial begun on the dead node finished on the survivor
