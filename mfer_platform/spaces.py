@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import yaml
 from omegaconf import OmegaConf
@@ -48,6 +48,8 @@ ROW_KEY = "row"  # the grid axis of a space's named rows; a trial's params keep 
 # Metrics the trainer reports every epoch (what a searcher or scheduler may optimise).
 METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val_compactness", "train_loss",
            "best_val_acc")
+# What else a trial reports every epoch that a multi-objective search may trade off against accuracy.
+COST_METRICS = ("params", "images_per_s", "epoch_s")
 
 
 class SpaceError(ValueError):
@@ -172,12 +174,16 @@ def _err(source: str, key: str, msg: str) -> SpaceError:
     return SpaceError(f"{source}: {key}: {msg}")
 
 
+def _did_you_mean(word: str, options: Iterable[str], otherwise: str = "") -> str:
+    hint = difflib.get_close_matches(word, sorted(options), n=1)
+    return f"; did you mean {hint[0]}?" if hint else otherwise
+
+
 def _only(source: str, where: str, d: dict, allowed: set[str]) -> None:
     for k in d:
         if k not in allowed:
-            hint = difflib.get_close_matches(k, sorted(allowed), n=1)
-            raise _err(source, f"{where}{k}", f"unknown key{'; did you mean ' + hint[0] + '?' if hint else ''}"
-                       f" (allowed: {', '.join(sorted(allowed))})")
+            raise _err(source, f"{where}{k}",
+                       f"unknown key{_did_you_mean(k, allowed)} (allowed: {', '.join(sorted(allowed))})")
 
 
 def _typed(source: str, where: str, cls, raw: Any):
@@ -191,9 +197,8 @@ def _typed(source: str, where: str, cls, raw: Any):
 def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any]) -> Param:
     where = f"params.{key}"
     if key not in known:
-        hint = difflib.get_close_matches(key, sorted(known), n=1)
-        raise _err(source, where, "unknown parameter path" + (f"; did you mean {hint[0]}?" if hint else
-                   "; use a dotted TrainConfig path such as loss.weight or model.attn_variant"))
+        raise _err(source, where, "unknown parameter path" + _did_you_mean(
+            key, known, "; use a dotted TrainConfig path such as loss.weight or model.attn_variant"))
     if key == SEED_KEY:
         raise _err(source, where, "seeds are set with search.seeds, not as a parameter")
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -243,6 +248,13 @@ def _check_combination(source: str, s: SearchSpace) -> None:
         raise _err(source, "search.algorithm", f"{alg} cannot take grid parameters {grid}: use choice, or algorithm grid")
     if alg.startswith("optuna") and not s.params:
         raise _err(source, "params", f"{alg} needs at least one parameter to search")
+    reported = METRICS + COST_METRICS
+    for metric, mode in s.search.objectives.items():
+        if metric not in reported:
+            raise _err(source, f"search.objectives.{metric}",
+                       f"unknown metric{_did_you_mean(metric, reported)} (use one of {', '.join(sorted(reported))})")
+        if mode not in ("max", "min"):
+            raise _err(source, f"search.objectives.{metric}", f"mode must be max or min, got {mode!r}")
     if alg == "optuna_multi":
         if not s.search.objectives:
             raise _err(source, "search.objectives", "optuna_multi needs extra objectives, e.g. {params: min}")
@@ -285,8 +297,7 @@ def _parse_rows(source: str, raw: Any, known: dict[str, Any], params: list[Param
             if key == SEED_KEY:
                 raise _err(source, f"{where}.{key}", "seeds are set with search.seeds, not per row")
             if key not in known:
-                hint = difflib.get_close_matches(key, sorted(known), n=1)
-                raise _err(source, f"{where}.{key}", "unknown parameter path" + (f"; did you mean {hint[0]}?" if hint else ""))
+                raise _err(source, f"{where}.{key}", "unknown parameter path" + _did_you_mean(key, known))
             if key in varied:
                 raise _err(source, f"{where}.{key}", "also varied under params: set it in one place")
         try:

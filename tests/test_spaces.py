@@ -21,6 +21,7 @@ BAD = Path(__file__).parent / "fixtures" / "bad_spaces"
     ("grid_with_optuna", "search.algorithm", "grid"),
     ("unknown_section_key", "search.algoritm", "did you mean algorithm"),
     ("bad_base", "base", "mfer_huge"),
+    ("unknown_objective", "search.objectives.val_compactnes", "did you mean val_compactness"),
 ])
 def test_bad_space_fails_naming_the_key(name, key, words):
     with pytest.raises(SpaceError) as e:
