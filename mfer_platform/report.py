@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mfer.data.formats.base import DatasetError
-from mfer_platform.figures.confusion import confusion_figure
+from mfer_platform.figures.confusion import confusion_figure, selected_test_confusion_figure
 from mfer_platform.figures.sweep import (GRADCAM_DIR, FigureOptions, SweepFigures, class_abbreviations,
                                          make_figures)
 from mfer_platform.pages import LAYOUT, plotly_sections, write_page
@@ -200,6 +200,7 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
         "Learning curves": learning_curves(cmp, trials, inp.epochs, top_k),
         "Per-class accuracy": per_class_heatmap(cmp, trials, top_k),
         "Confusion matrices": confusion_figure(cmp, trials, _classes(trials), top_k),
+        "Test confusion matrix": selected_test_confusion_figure(cmp, trials, _classes(trials)),
         "Feature embedding": inp.figures.embedding if inp.figures else None,
         "Pareto front": pareto_figure(trials, cmp.spec.metric, cmp.spec.mode, record.get("objectives") or {}),
         "Compute": compute_figure(trials, factors, top_k),

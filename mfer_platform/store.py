@@ -8,7 +8,7 @@ sweeps. ``ingest(storage_path, name)`` reads experiment ``name`` and writes, und
 - ``trials.parquet``: one row per trial — experiment, trial id, every TrainConfig value as a
   typed column named by its dotted path (types come from the dataclass schema, so columns stay
   stable across experiments), seed, status, metrics at the validation-selected epoch and at the
-  last epoch, test metrics, per-class validation accuracy and confusion matrix, parameters,
+  last epoch, test metrics, per-class validation and test accuracy and confusion matrices, parameters,
   reserved CPU/GPU-seconds, wall time, and provenance (git commit, config hash, a group hash
   that leaves out the seed, dataset fingerprint).
 - ``epochs.parquet``: one row per trial x epoch with the per-epoch metrics.
@@ -104,6 +104,7 @@ TRIAL_SCHEMA = pa.schema([
     *[(f"last_{m}", _F64) for m in ("train_loss", *VAL_METRICS)],  # at the last epoch run
     *[(m, _F64) for m in TEST_METRICS],  # the selected epoch's weights, evaluated once at the end
     ("classes", pa.list_(_STR)), ("val_per_class_acc", pa.list_(_F64)), ("val_confusion", pa.list_(pa.list_(_I64))),
+    ("test_per_class_acc", pa.list_(_F64)), ("test_confusion", pa.list_(pa.list_(_I64))),  # from meta.json
     ("params", _I64), ("wall_s", _F64), ("cpu_seconds", _F64), ("gpu_seconds", _F64), ("images_per_s", _F64),
     ("git_commit", _STR), ("config_hash", _STR), ("group_hash", _STR), ("dataset_fingerprint", _STR),
     ("device", _STR), ("amp", _STR), ("ingested_at", pa.timestamp("s", tz="UTC")),
@@ -313,6 +314,8 @@ def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[R
         "classes": meta.get("classes"),
         "val_per_class_acc": sel.get("per_class_acc"),
         "val_confusion": sel.get("confusion"),
+        "test_per_class_acc": (meta.get("test") or {}).get("per_class_acc"),
+        "test_confusion": (meta.get("test") or {}).get("confusion"),
         "params": meta.get("params", last.get("params")),
         "wall_s": wall,
         # Reserved, not measured: what the trial held from the cluster for its whole run.

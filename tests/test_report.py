@@ -15,8 +15,8 @@ from mfer_platform.report import pareto_figure
 
 from .fake_sweep import EXPERIMENT, clone
 
-FIGURES = ("sweep", "ablation", "learning-curves", "per-class-accuracy", "confusion-matrices", "feature-embedding",
-           "compute")
+FIGURES = ("sweep", "ablation", "learning-curves", "per-class-accuracy", "confusion-matrices", "test-confusion-matrix",
+           "feature-embedding", "compute")
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,10 @@ def test_ingest_writes_typed_trial_and_epoch_tables(storage):
         assert list(cm.sum(1)) == meta["split_counts"]["val"]  # the selected epoch's full validation split
         np.testing.assert_allclose(row["val_per_class_acc"], np.diag(cm) / cm.sum(1))
         assert row["val_acc"] == pytest.approx(np.trace(cm) / cm.sum())
+        test_cm = np.vstack(row["test_confusion"])  # evaluated once, with the selected weights
+        assert list(test_cm.sum(1)) == meta["split_counts"]["test"] and meta["test"]["confusion"] == test_cm.tolist()
+        assert row["test_acc"] == pytest.approx(np.trace(test_cm) / test_cm.sum())
+        np.testing.assert_allclose(row["test_per_class_acc"], np.diag(test_cm) / test_cm.sum(1))
         assert list(row["classes"]) == meta["classes"] and row["git_commit"] == meta["git_commit"]
         assert row["config_hash"] == meta["config_hash"] and row["dataset_fingerprint"] == meta["dataset_fingerprint"]
         assert row["cpu_seconds"] == pytest.approx(row["wall_s"]) and row["gpu_seconds"] == 0

@@ -30,6 +30,8 @@ def test_fit_writes_metrics_and_selects_on_validation(tiny_cfg, tmp_path):
     best = max(m["history"], key=lambda r: r["val_acc"])
     assert m["selected_epoch"] == best["epoch"] and m["val_acc"] == best["val_acc"]
     assert sum(map(sum, m["test_confusion"])) == sum(m["split_counts"]["test"])
+    meta = json.loads((tmp_path / "checkpoint" / "meta.json").read_text())  # what sweeps keep of a run
+    assert meta["test"] == {"per_class_acc": m["test_per_class_acc"], "confusion": m["test_confusion"], "n": m["test_n"]}
     assert (tmp_path / "checkpoint" / "best_model.safetensors").is_file()
 
 

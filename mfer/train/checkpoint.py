@@ -42,5 +42,15 @@ def save_checkpoint(folder: Path, state: dict[str, Any], best_weights: dict[str,
     return folder
 
 
+def add_to_meta(folder: Path, extra: dict) -> None:
+    """Merge ``extra`` into a saved checkpoint's ``meta.json`` (atomically: a reader sees the old
+    file or the new one), for what is known only after saving, such as the final test evaluation."""
+    path = Path(folder) / META
+    meta = {**json.loads(path.read_text()), **extra}
+    tmp = path.with_name(META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def load_state(folder: Path) -> dict[str, Any]:
     return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=True)

@@ -28,7 +28,7 @@ from mfer.data.registry import load_dataset
 from mfer.losses import MFERLoss
 from mfer.model import build_model, parameter_breakdown
 from mfer.provenance import environment, git_commit
-from mfer.train.checkpoint import load_state, save_checkpoint
+from mfer.train.checkpoint import add_to_meta, load_state, save_checkpoint
 from mfer.train.evaluate import evaluate
 from mfer.train.schedule import SCHEDULERS, build_scheduler
 
@@ -249,6 +249,8 @@ def fit(
             _load_weights(model, criterion, best_weights)
             test = run_eval(model, data.test)
             result.update({f"test_{m}": test[m] for m in ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")})
+            # The checkpoint carries the test split's per-class view too, so reports need no re-run.
+            add_to_meta(saved, {"test": {k2: test[k2] for k2 in ("per_class_acc", "confusion", "n")}})
         if on_epoch is not None:
             on_epoch(EpochEnd(epoch + 1, dict(result), saved, is_last))
 

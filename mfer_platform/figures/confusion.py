@@ -1,8 +1,10 @@
-"""Row-normalised validation confusion matrices, one per group (MFER Fig. 7 shows them per dataset).
+"""Row-normalised confusion matrices (MFER Fig. 7 shows them per dataset).
 
-No model is run: the store already holds each trial's confusion matrix at its selected epoch
-(read from ``state.pt`` at ingest). Each group shows its best-validation seed, the trial a
-reader would pick from that group.
+No model is run: the store already holds each trial's matrices — validation at its selected
+epoch (from ``state.pt``) and test, evaluated once with those weights at the end (from
+``meta.json``). Validation: one per group, each showing its best-validation seed, the trial a
+reader would pick from that group. Test: the best group's chosen trial only, the model one would
+export; it is shown, never used to choose.
 """
 from __future__ import annotations
 
@@ -18,25 +20,13 @@ from mfer_platform.pages import LAYOUT
 from mfer_platform.stats import Comparison, best_trial, plain
 
 
-def confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str], top_k: int) -> Optional[go.Figure]:
-    """The best ``top_k`` groups' validation confusion matrices (rows: true class, each row sums to 1)."""
-    shown = []
-    for g in cmp.groups.head(top_k).itertuples():
-        trial = best_trial(cmp, trials, g.group)
-        cm = plain(trial["val_confusion"])
-        if cm:
-            shown.append((g, trial, cm))
-    if not shown or not classes:
-        return None
+def _matrices_figure(shown: list[tuple[str, list]], classes: list[str], title: str) -> go.Figure:
+    """One heatmap per (subplot title, count matrix), rows normalised to sum to 1."""
     cols = min(len(shown), 3)
     rows = math.ceil(len(shown) / cols)
-    titles = []
-    for g, trial, cm in shown:
-        titles.append(f"{'★ ' if g.is_best else ''}{g.group}<br>trial {trial['trial_id']}, seed {int(trial['seed'])}, "
-                      f"epoch {int(trial['selected_epoch'])}, n={int(np.sum(cm))}")
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in shown], horizontal_spacing=0.08,
                         vertical_spacing=0.2 / rows)
-    for i, (_, _, cm) in enumerate(shown):
+    for i, (_, cm) in enumerate(shown):
         counts = np.array(cm, dtype=float)
         norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         text = [[f"{norm[r, c]:.2f}<br>({int(counts[r, c])})" for c in range(len(classes))] for r in range(len(classes))]
@@ -44,7 +34,36 @@ def confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str], 
                         texttemplate="%{text}", showscale=i == 0, row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(title="predicted")
     fig.update_yaxes(title="true", autorange="reversed")
-    fig.update_layout(title="Validation confusion matrices per group (its best seed, selected epoch), "
-                            "row-normalised; counts in brackets",
-                      height=480 * rows + 80, **{**LAYOUT, "margin": dict(l=60, r=30, t=110, b=60)})
+    fig.update_layout(title=title, height=480 * rows + 80, **{**LAYOUT, "margin": dict(l=60, r=30, t=110, b=60)})
     return fig
+
+
+def _subtitle(group: str, is_best: bool, trial: pd.Series, cm: list) -> str:
+    return (f"{'★ ' if is_best else ''}{group}<br>trial {trial['trial_id']}, seed {int(trial['seed'])}, "
+            f"epoch {int(trial['selected_epoch'])}, n={int(np.sum(cm))}")
+
+
+def confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str], top_k: int) -> Optional[go.Figure]:
+    """The best ``top_k`` groups' validation confusion matrices (rows: true class, each row sums to 1)."""
+    shown = []
+    for g in cmp.groups.head(top_k).itertuples():
+        trial = best_trial(cmp, trials, g.group)
+        cm = plain(trial["val_confusion"])
+        if cm:
+            shown.append((_subtitle(g.group, g.is_best, trial, cm), cm))
+    if not shown or not classes:
+        return None
+    return _matrices_figure(shown, classes, "Validation confusion matrices per group (its best seed, selected "
+                                            "epoch), row-normalised; counts in brackets")
+
+
+def selected_test_confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str]) -> Optional[go.Figure]:
+    """The test confusion matrix of the selected model (best group, best seed), or None where the
+    trial has none (test not evaluated, or a checkpoint written before test matrices were kept)."""
+    trial = best_trial(cmp, trials)
+    cm = plain(trial.get("test_confusion"))
+    if not cm or not classes:
+        return None
+    return _matrices_figure([(_subtitle(cmp.best, True, trial, cm), cm)], classes,
+                            "Test confusion matrix of the selected model (evaluated once, after selection on "
+                            "validation), row-normalised; counts in brackets")
