@@ -55,7 +55,7 @@ def test_figures_cli_writes_a_self_contained_page_and_gradcam_grids(fake_sweep, 
     trials = store.load_trials(str(storage), EXPERIMENT)
     cmp = compare(trials, spec_from_record(store.read_sweep_record(str(storage), EXPERIMENT)))
     for group in cmp.groups["group"]:
-        assert f"compactness {best_trial(cmp, trials, group)['val_compactness']:.3f} (n=28)" in page
+        assert f"compactness {best_trial(cmp, trials, group)['val_compactness']:.3f} (1 seed, 28 images)" in page
     grids = {p.stem for p in (tmp_path / "out" / "gradcam").glob("*.png")}
     assert "stage4" in grids  # plus one grid per attention block of the best model
     cams = {p.name for p in (tmp_path / "out" / "gradcam" / "images").iterdir()}

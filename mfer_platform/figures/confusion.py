@@ -39,8 +39,8 @@ def _matrices_figure(shown: list[tuple[str, list]], classes: list[str], title: s
 
 
 def _subtitle(group: str, is_best: bool, trial: pd.Series, cm: list) -> str:
-    return (f"{'★ ' if is_best else ''}{group}<br>trial {trial['trial_id']}, seed {int(trial['seed'])}, "
-            f"epoch {int(trial['selected_epoch'])}, n={int(np.sum(cm))}")
+    return (f"{'★ ' if is_best else ''}{group}<br>trial {trial['trial_id']} (1 seed: {int(trial['seed'])}), "
+            f"epoch {int(trial['selected_epoch'])}, {int(np.sum(cm))} images")
 
 
 def confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str], top_k: int) -> Optional[go.Figure]:

@@ -51,7 +51,7 @@ def embedding_figure(panels: list[Panel], classes: list[str], seed: int) -> go.F
     """One subplot per group, points coloured by class (same colour in every subplot, one legend)."""
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
-    titles = [f"{p.title}<br>compactness {p.compactness:.3f} (n={len(p.labels)})" for p in panels]
+    titles = [f"{p.title}<br>compactness {p.compactness:.3f} (1 seed, {len(p.labels)} images)" for p in panels]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04,
                         vertical_spacing=0.12 / rows)
     in_legend: set[str] = set()
