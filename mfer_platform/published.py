@@ -59,6 +59,13 @@ def figure(figure_id: str, dataset: str) -> Figure:
     return Figure(entry["method"], entry["kind"], table()["sources"][entry["source"]], entry["acc"].get(dataset))
 
 
+def per_class(dataset: str) -> Optional[tuple[dict[str, float], str]]:
+    """MFER's published per-class test accuracy on ``dataset`` ({class abbreviation: fraction}, the
+    diagonals of its released confusion matrices) and their source; None where none is published."""
+    entry = table()["per_class"]
+    return (entry[dataset], table()["sources"][entry["source"]]) if dataset in entry else None
+
+
 def study_name(search_space: str) -> Optional[str]:
     """``paper/loss_comparison`` -> ``loss_comparison``; None for a space that is not a paper study."""
     return search_space.removeprefix(STUDY_PREFIX) if search_space.startswith(STUDY_PREFIX) else None

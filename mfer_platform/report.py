@@ -26,7 +26,7 @@ from mfer_platform.figures.confusion import confusion_figure, selected_test_conf
 from mfer_platform.figures.sweep import (GRADCAM_DIR, FigureOptions, SweepFigures, class_abbreviations,
                                          make_figures)
 from mfer_platform.pages import LAYOUT, plotly_sections, write_page
-from mfer_platform.published import PaperColumn
+from mfer_platform.published import DATASET_NAMES, PaperColumn, per_class
 from mfer_platform.stats import Comparison, best_trial, compute_spent, pareto_front, plain, short_names
 from mfer_platform.summary import whole_sweep
 from mfer_platform.tables import PRETTY, to_html, write_tables
@@ -116,6 +116,30 @@ def _classes(trials: pd.DataFrame) -> list[str]:
     return class_abbreviations(plain(found.iloc[0])) if len(found) else []
 
 
+def per_class_vs_paper(trial: pd.Series, classes: list[str], record: dict) -> Optional[go.Figure]:
+    """The selected model's per-class *test* accuracy beside MFER's published diagonals (Fig. 7),
+    for sweeps whose study names a dataset the paper reports; None otherwise."""
+    dataset = record.get("dataset") or ""
+    published = per_class(dataset)
+    ours = plain(trial.get("test_per_class_acc"))
+    if published is None or not ours or not classes:
+        return None
+    paper, source = published
+    ran_on = record["base_config"]["data"]["name"]
+    note = "" if ran_on == dataset else f" — ours ran on {DATASET_NAMES.get(ran_on, ran_on)} data: not comparable"
+    theirs = [paper.get(c) for c in classes]
+    fig = go.Figure([
+        go.Bar(name=f"ours: selected model (1 seed: {int(trial['seed'])})", x=classes, y=ours,
+               text=[f"{v:.2f}" for v in ours], textposition="outside"),
+        go.Bar(name=f"MFER published ({source})", x=classes, y=theirs,
+               text=["" if v is None else f"{v:.2f}" for v in theirs], textposition="outside"),
+    ])
+    fig.update_layout(barmode="group", yaxis=dict(title="test accuracy", range=[0, 1.1]), height=450,
+                      title=f"Per-class test accuracy on {DATASET_NAMES.get(dataset, dataset)} vs MFER's "
+                            f"published confusion-matrix diagonals{note}", **LAYOUT)
+    return fig
+
+
 def per_class_heatmap(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> Optional[go.Figure]:
     """Validation per-class accuracy at the selected epoch, mean over seeds, group x class."""
     classes = _classes(trials)
@@ -201,6 +225,7 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
         "Per-class accuracy": per_class_heatmap(cmp, trials, top_k),
         "Confusion matrices": confusion_figure(cmp, trials, _classes(trials), top_k),
         "Test confusion matrix": selected_test_confusion_figure(cmp, trials, _classes(trials)),
+        "Per-class test accuracy vs paper": per_class_vs_paper(best, _classes(trials), record),
         "Feature embedding": inp.figures.embedding if inp.figures else None,
         "Pareto front": pareto_figure(trials, cmp.spec.metric, cmp.spec.mode, record.get("objectives") or {}),
         "Compute": compute_figure(trials, factors, top_k),

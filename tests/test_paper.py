@@ -115,3 +115,21 @@ def test_every_study_runs_at_smoke_scale_with_the_paper_column(tmp_path, ray_env
             assert "92.08 (published: MFER)" in full and DSF_STANDIN in full
             base = next(line for label, line in rows.items() if "row=baseline" in label)
             assert "90.74 (sibling" in base and DSF_STANDIN not in base
+
+
+def test_report_sets_the_selected_models_per_class_test_accuracy_beside_the_papers():
+    import pandas as pd
+
+    from mfer_platform.report import per_class_vs_paper
+
+    classes = ["AN", "DI", "FE", "HA", "NE", "SA", "SU"]
+    trial = pd.Series({"seed": 2, "test_per_class_acc": [0.8, 0.5, 0.6, 0.95, 0.85, 0.8, 0.88]})
+    record = {"dataset": "rafdb", "base_config": {"data": {"name": "rafdb"}}}
+    fig = per_class_vs_paper(trial, classes, record)
+    ours, paper = fig.data
+    assert list(ours.y) == trial["test_per_class_acc"] and "1 seed" in ours.name
+    assert list(paper.y) == [0.90, 0.73, 0.75, 0.97, 0.89, 0.87, 0.90]  # published.yaml, by class name
+    assert "not comparable" not in fig.layout.title.text
+    scaled_down = {"dataset": "rafdb", "base_config": {"data": {"name": "synthetic"}}}
+    assert "not comparable" in per_class_vs_paper(trial, classes, scaled_down).layout.title.text
+    assert per_class_vs_paper(trial, classes, {"dataset": "synthetic", "base_config": {}}) is None
