@@ -30,6 +30,7 @@ from safetensors.torch import save as save_safetensors
 
 from mfer.config import TrainConfig, to_dict, to_train_config
 from mfer.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from mfer.device import resolve_device
 from mfer.model import build_model
 from mfer_platform import store
 from mfer_platform.stats import METRICS, Comparison, best_trial
@@ -86,7 +87,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     model.load_state_dict(state, strict=True)
 
 
-def load_exported(model_dir: str | Path, device: str = "cpu") -> ExportedModel:
+def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
     """The exported model, ready to predict; JSON + safetensors only, verified against config.json."""
     d = Path(model_dir)
     cfg_path, w_path = d / CONFIG, d / WEIGHTS
@@ -111,7 +112,7 @@ def load_exported(model_dir: str | Path, device: str = "cpu") -> ExportedModel:
     train_cfg = to_train_config(config["train_config"])
     model = build_model(train_cfg.model, len(config["classes"]))
     check_state_dict(model, state, str(w_path))
-    dev = torch.device(device)
+    dev = resolve_device(device)
     return ExportedModel(model.to(dev).eval(), list(config["classes"]), int(config["image_size"]), config, dev)
 
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import MISSING, OmegaConf
 from PIL import Image
 from tqdm import tqdm
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from mfer.config import ConfigError
 from mfer.data.align import AlignSettings, FaceAligner
 from mfer.data.decode import UnreadableImage, display_name, is_image_name, read_image
+from mfer.device import resolve_device
 
 JOURNAL = ".prepare_journal.jsonl"
 REPORT = "prepare_report.json"
@@ -132,10 +132,6 @@ def _copy_others(src: Path, dst: Path, others: list[Path], overwrite: bool) -> i
     return copied
 
 
-def _resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
-
-
 def prepare_tree(cfg: PrepareConfig) -> dict:
     """Align ``cfg.input_dir`` into ``cfg.output_dir``; returns (and writes) the report."""
     src, dst = Path(cfg.input_dir), Path(cfg.output_dir)
@@ -147,7 +143,7 @@ def prepare_tree(cfg: PrepareConfig) -> dict:
     key = {rel: display_name(rel.as_posix()) for rel in images}
     pending = [rel for rel in images
                if journal.entries.get(key[rel], {}).get("status") not in DONE or not (dst / rel).is_file()]
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     try:
         if pending:
             aligner = FaceAligner(cfg, device)

@@ -25,6 +25,7 @@ from mfer.config import TrainConfig, config_hash, to_dict, validate
 from mfer.data.augment import BatchAugment, to_model_input
 from mfer.data.batches import epoch_order, iterate_batches
 from mfer.data.registry import load_dataset
+from mfer.device import resolve_device
 from mfer.losses import MFERLoss
 from mfer.model import build_model, parameter_breakdown
 from mfer.provenance import environment, git_commit
@@ -45,12 +46,6 @@ class EpochEnd:
     metrics: dict  # flat scalars: safe to hand to any tracker
     checkpoint_dir: Optional[Path]
     is_last: bool
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_factory(amp: str, device: torch.device) -> tuple[Callable, Optional[torch.dtype]]:

@@ -20,6 +20,7 @@ from mfer.data.arrays import ArraySplit
 from mfer.data.formats.base import DatasetError
 from mfer.data.registry import load_dataset
 from mfer.data.splits import stratified_split
+from mfer.device import resolve_device
 from mfer.train.evaluate import Predictions, predict
 from mfer_platform.export import load_exported, read_checkpoint
 
@@ -42,17 +43,17 @@ class TrialModel:
         return next(self.model.parameters()).device
 
 
-def from_export(model_dir: str | Path, device: str = "cpu") -> TrialModel:
+def from_export(model_dir: str | Path, device: str = "auto") -> TrialModel:
     """An ``mfer-export`` folder (safetensors + JSON, verified; never a pickle)."""
     exported = load_exported(model_dir, device)
     return TrialModel(exported.model, to_train_config(exported.config["train_config"]), exported.classes,
                       f"export {model_dir}")
 
 
-def from_trial(storage_path: str, trial: pd.Series, device: str = "cpu") -> TrialModel:
+def from_trial(storage_path: str, trial: pd.Series, device: str = "auto") -> TrialModel:
     """The validation-selected weights of one trial (a trials-table row)."""
     ckpt = read_checkpoint(storage_path, trial)
-    return TrialModel(ckpt.model.to(device), ckpt.cfg, list(ckpt.meta["classes"]),
+    return TrialModel(ckpt.model.to(resolve_device(device)), ckpt.cfg, list(ckpt.meta["classes"]),
                       f"trial {trial['trial_id']} (seed {int(trial['seed'])})")
 
 

@@ -41,7 +41,7 @@ class FigureOptions:
     per_class: int = 4  # Grad-CAM examples per class
     top_k: int = 12  # groups drawn, best first
     batch_size: int = 64
-    device: str = "cpu"
+    device: str = "auto"  # CUDA when present
 
 
 @dataclass
