@@ -45,7 +45,11 @@ class MFER(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         feature = self.backbone.forward_head(x, pre_logits=True)
-        return feature if pre_logits else torch.stack(self.head(feature)).sum(0)
+        return feature if pre_logits else self.classify(feature)
+
+    def classify(self, feature: torch.Tensor) -> torch.Tensor:
+        """Summed logits of all Msc heads for a pooled feature (evaluation needs both, from one pooling)."""
+        return torch.stack(self.head(feature)).sum(0)
 
     def forward_train(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(logits of each head, pooled normalised feature)."""

@@ -32,7 +32,7 @@ def predict(model, split: ArraySplit, batch_size: int, device: torch.device, siz
         with autocast():
             fmap = model.forward_features(to_model_input(x, size, channels_last))
             feature = model.forward_head(fmap, pre_logits=True)
-            out = model.forward_head(fmap)
+            out = model.classify(feature)
         logits.append(out.float().cpu())
         features.append(feature.float().cpu())
         labels.append(y.cpu())
