@@ -1,4 +1,5 @@
 """Search spaces: every shipped file compiles; each class of bad file fails before launch, naming its key."""
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,27 @@ def test_every_shipped_space_compiles():
         ps = plan.param_space(space)
         assert set(space.factors) <= set(ps)
         assert space.trial_count() >= 1
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(file, command) for every ``mfer-sweep ...`` line the shipped spaces document in comments."""
+    return [(p.name, line.lstrip("# ")) for p in sorted(spaces_root().rglob("*.yaml"))
+            for line in p.read_text().splitlines() if line.lstrip("# ").startswith("mfer-sweep ")]
+
+
+def test_every_documented_sweep_command_parses_and_compiles():
+    """The commands the spaces' comments show are what users paste: Hydra must parse them (list
+    overrides need quoted elements) and the space they ask for must compile."""
+    from hydra import compose, initialize_config_module
+
+    from mfer_platform.cli.sweep import requested_space
+
+    commands = _documented_commands()
+    assert len(commands) >= 17, commands  # 3 per paper study, 2 for ferplus_labels
+    with initialize_config_module("mfer_platform.conf", version_base="1.3"):
+        composed = [compose("sweep", overrides=shlex.split(command)[1:]) for _, command in commands]
+    for (file, command), cfg in zip(commands, composed):  # compiling composes mfer/conf: outside the block
+        assert requested_space(cfg).trial_count() >= 1, (file, command)
 
 
 def test_list_choices_survive_optuna_encoding():

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
 from mfer_platform.runner import ClusterSettings, SweepRequest, describe, normalize_storage, run_sweep
-from mfer_platform.spaces import SpaceError, load_space
+from mfer_platform.spaces import SearchSpace, SpaceError, load_space
 from mfer_platform.stats import StatsError
 from mfer_platform.store import StoreError
 from mfer_platform.summary import sweep_comparison
@@ -31,13 +31,18 @@ def _section_overrides(cfg: DictConfig) -> dict:
     return out
 
 
+def requested_space(cfg: DictConfig) -> SearchSpace:
+    """The search space the composed command asks for, with the scale preset and the command line's
+    settings applied — the scale preset first, so the command line's own settings win over it."""
+    return load_space(str(cfg.search_space), {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
+                      extra_base=[*cfg.scale.overrides, *cfg.overrides])
+
+
 @hydra.main(config_path="../conf", config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     logging.getLogger("mfer_platform").setLevel(logging.INFO)
     with user_errors(SpaceError, StoreError, StatsError):
-        # The scale preset first, so the command line's own settings win over it.
-        space = load_space(str(cfg.search_space), {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
-                           extra_base=[*cfg.scale.overrides, *cfg.overrides])
+        space = requested_space(cfg)
         # str(): Hydra types bare values, so name=nan or name=1 would arrive as a float or an int.
         name = str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-")
         storage = normalize_storage(str(cfg.storage_path))
