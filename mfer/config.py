@@ -79,6 +79,9 @@ class DataConfig:
     # RAF-DB only: the official aligned 100x100 crops (Image/aligned) or the photos (Image/original),
     # a recorded choice because alignment mismatches move accuracy by points (fer_pitfalls #4).
     rafdb_images: str = "aligned"
+    # FERPlus only: the rule that turns the train split's votes into targets (fer_pitfalls #8):
+    # majority | crossentropy | probability | multi_target (mfer/data/formats/ferplus.py).
+    ferplus_labels: str = "majority"
     image_size: int = 64
     val_fraction: float = 0.1  # carved, stratified and seeded, from train
     split_seed: int = 0
@@ -136,6 +139,7 @@ def _check(key: str, ok: bool, requirement: str, value: Any) -> None:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Fail fast on values that can never work, naming the dotted key and what is allowed."""
     # Imported here: the registries import torch/timm, which the config module itself does not need.
+    from mfer.data.formats.ferplus import LABEL_RULES
     from mfer.data.registry import DATASETS
     from mfer.losses import FEATURE_LOSSES
     from mfer.model.attention import ATTENTION_VARIANTS
@@ -168,6 +172,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check("data.root", bool(d.root) or d.name == "synthetic",
            f"is required for data.name={d.name}: the dataset folder (layouts in the README, 'Datasets')", d.root)
     _allowed("data.rafdb_images", d.rafdb_images, ["aligned", "original"])
+    _allowed("data.ferplus_labels", d.ferplus_labels, list(LABEL_RULES))
+    _check("data.ferplus_labels", d.ferplus_labels == "majority" or d.name == "ferplus",
+           f"is a FERPlus vote rule; data.name={d.name} has one label per image: leave it at majority",
+           d.ferplus_labels)
+    _check("loss.label_smoothing", d.ferplus_labels != "multi_target" or lo.label_smoothing == 0.0,
+           "has no meaning for data.ferplus_labels=multi_target (its loss takes the best of the voted "
+           "classes): set loss.label_smoothing=0", lo.label_smoothing)
     _check("data.image_size", d.image_size >= 32, "must be >= 32 pixels (ConvNeXt downsamples 32x)", d.image_size)
     _check("data.val_fraction", 0.0 < d.val_fraction < 1.0, "must lie in (0, 1)", d.val_fraction)
     _check("data.batch_size", d.batch_size >= 1, "must be >= 1", d.batch_size)

@@ -2,6 +2,13 @@
 
 Total loss = Σ_heads LSCE(logits_h, y) + λ · L_feature(f, y)   (MFER ``train.py``; spec §1.4-1.5)
 
+Labels made from votes (FERPlus, ``data.ferplus_labels``) change the per-head term as FERPlus's
+four training modes do (Barsoum et al., ICMI 2016; microsoft/FERPlus ``src/train.py``
+``cost_func``): ``majority`` is the CE above; ``crossentropy`` is CE against the vote
+distribution; ``probability`` draws one label per image and step from it (the feature loss sees
+the drawn label too); ``multi_target`` is −log max_k t_k·p_k with t = (1−ε)·[k voted] + ε, ε = 0.001,
+so any voted class counts as right. The feature loss always takes the top class (or the drawn one).
+
 Feature losses act on the pooled normalised feature f and own learnable class centres, which
 the optimiser updates together with the model (as MFER's ``lossm.parameters()``):
 
@@ -70,6 +77,23 @@ class DSFStandInLoss(_CentreLoss):
         return smoothed + d.gather(1, target[:, None]).mean()
 
 
+def _hard_ce(logits: torch.Tensor, target: torch.Tensor, soft: Optional[torch.Tensor], smoothing: float):
+    return F.cross_entropy(logits, target, label_smoothing=smoothing)
+
+
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor, soft: torch.Tensor, smoothing: float):
+    return F.cross_entropy(logits, soft, label_smoothing=smoothing)
+
+
+def _best_voted(logits: torch.Tensor, target: torch.Tensor, soft: torch.Tensor, smoothing: float):
+    eps = 1e-3  # FERPlus's epsilon "to avoid ill-conditioned computation"
+    log_t = torch.log((1 - eps) * (soft > 0).to(logits.dtype) + eps)
+    return -(log_t + F.log_softmax(logits, dim=1)).amax(dim=1).mean()  # log-space max_k t_k·p_k
+
+
+# Per-head classification loss per label rule (data.ferplus_labels): fn(logits, label, soft target, smoothing).
+HEAD_LOSSES = {"majority": _hard_ce, "crossentropy": _soft_ce, "probability": _hard_ce, "multi_target": _best_voted}
+
 # Registry of feature losses: name -> factory(cfg, num_classes, feat_dim), or None for "no feature loss".
 FEATURE_LOSSES: dict[str, Optional[Callable[[LossConfig, int, int], nn.Module]]] = {
     "none": None,
@@ -80,17 +104,24 @@ FEATURE_LOSSES: dict[str, Optional[Callable[[LossConfig, int, int], nn.Module]]]
 
 
 class MFERLoss(nn.Module):
-    """Σ_heads label-smoothed CE + λ·feature loss. Owns the feature loss's centres."""
+    """Σ_heads label-smoothed CE (or a vote rule's loss) + λ·feature loss. Owns the feature loss's centres."""
 
-    def __init__(self, cfg: LossConfig, num_classes: int, feat_dim: int) -> None:
+    def __init__(self, cfg: LossConfig, num_classes: int, feat_dim: int, label_rule: str = "majority") -> None:
         super().__init__()
+        self.label_rule = label_rule
+        self.head_loss = HEAD_LOSSES[label_rule]
         self.label_smoothing = cfg.label_smoothing
         self.weight = cfg.weight
         factory = FEATURE_LOSSES[cfg.feature]
         self.feature_loss = factory(cfg, num_classes, feat_dim) if factory is not None else None
 
-    def forward(self, head_logits: list[torch.Tensor], feature: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = sum(F.cross_entropy(lg.float(), target, label_smoothing=self.label_smoothing) for lg in head_logits)
+    def forward(self, head_logits: list[torch.Tensor], feature: torch.Tensor, target: torch.Tensor,
+                soft: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.label_rule != "majority" and soft is None:
+            raise ValueError(f"label rule {self.label_rule!r} needs soft targets, and the batch has none")
+        if self.label_rule == "probability":  # one label drawn per image and step (torch's seeded RNG)
+            target = torch.multinomial(soft, 1).squeeze(1)
+        loss = sum(self.head_loss(lg.float(), target, soft, self.label_smoothing) for lg in head_logits)
         if self.feature_loss is not None and self.weight > 0:
             loss = loss + self.weight * self.feature_loss(feature.float(), target)
         return loss

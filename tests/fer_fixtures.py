@@ -24,6 +24,29 @@ AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "
 FERPLUS_HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust",
                   "fear", "contempt", "unknown", "NF"]
 
+# (Usage, Image name, votes: neutral happiness surprise sadness anger disgust fear contempt unknown NF)
+FERPLUS_ROWS = [
+    ("Training", "fer0000000.png", [10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),  # neutral
+    ("Training", "fer0000001.png", [0, 8, 2, 0, 0, 0, 0, 0, 0, 0]),  # happiness
+    ("Training", "fer0000002.png", [0, 0, 6, 0, 0, 0, 4, 0, 0, 0]),  # surprise
+    ("Training", "fer0000003.png", [0, 0, 0, 7, 3, 0, 0, 0, 0, 0]),  # sadness
+    ("Training", "fer0000004.png", [0, 0, 0, 0, 9, 1, 0, 0, 0, 0]),  # anger
+    ("Training", "fer0000005.png", [0, 0, 0, 0, 2, 6, 2, 0, 0, 0]),  # disgust
+    ("Training", "fer0000006.png", [0, 0, 0, 0, 0, 0, 7, 3, 0, 0]),  # fear
+    ("Training", "fer0000007.png", [2, 0, 0, 0, 0, 0, 0, 8, 0, 0]),  # contempt
+    ("Training", "fer0000008.png", [5, 1, 1, 1, 1, 1, 0, 0, 0, 0]),  # neutral: single votes dropped first
+    ("Training", "fer0000009.png", [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # no majority (4 of 9)
+    ("Training", "fer0000010.png", [0, 0, 0, 0, 0, 0, 0, 0, 7, 3]),  # majority unknown
+    ("Training", "fer0000011.png", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # majority NF
+    ("Training", "", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # removed by FERPlus: no image name
+    ("Training", "fer0000013.png", [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]),  # tie: no majority
+    ("PublicTest", "fer0000014.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # happiness
+    ("PublicTest", "fer0000015.png", [9, 0, 0, 0, 0, 0, 0, 0, 0, 1]),  # neutral
+    ("PrivateTest", "fer0000016.png", [0, 0, 10, 0, 0, 0, 0, 0, 0, 0]),  # surprise
+    ("PrivateTest", "fer0000017.png", [0, 0, 0, 0, 0, 0, 0, 10, 0, 0]),  # contempt
+    ("PrivateTest", "fer0000018.png", [3, 3, 3, 1, 0, 0, 0, 0, 0, 0]),  # no majority
+]
+
 
 def faces(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images, BASIC7 labels) from the synthetic generator."""

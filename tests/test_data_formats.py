@@ -16,7 +16,8 @@ from mfer.data.formats.base import DatasetError
 from mfer.data.synthetic import write_rafdb
 
 from .conftest import SHARED, compose_train
-from .fer_fixtures import faces, imagefolder_tree, index_of_entry, load, packed, report_of, write_affectnet, write_ferplus
+from .fer_fixtures import (FERPLUS_ROWS, faces, imagefolder_tree, index_of_entry, load, packed, report_of,
+                           write_affectnet, write_ferplus)
 
 RAF_CODES = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
 AFFECTNET_CODES = {0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear", 5: "disgust",
@@ -115,30 +116,6 @@ def test_affectnet_preset_turns_the_balanced_sampler_on():
     assert not compose_train("data=rafdb", "data.root=/data/RAF").data.balanced_sampler
 
 
-# (Usage, Image name, votes: neutral happiness surprise sadness anger disgust fear contempt unknown NF)
-FERPLUS_ROWS = [
-    ("Training", "fer0000000.png", [10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),  # neutral
-    ("Training", "fer0000001.png", [0, 8, 2, 0, 0, 0, 0, 0, 0, 0]),  # happiness
-    ("Training", "fer0000002.png", [0, 0, 6, 0, 0, 0, 4, 0, 0, 0]),  # surprise
-    ("Training", "fer0000003.png", [0, 0, 0, 7, 3, 0, 0, 0, 0, 0]),  # sadness
-    ("Training", "fer0000004.png", [0, 0, 0, 0, 9, 1, 0, 0, 0, 0]),  # anger
-    ("Training", "fer0000005.png", [0, 0, 0, 0, 2, 6, 2, 0, 0, 0]),  # disgust
-    ("Training", "fer0000006.png", [0, 0, 0, 0, 0, 0, 7, 3, 0, 0]),  # fear
-    ("Training", "fer0000007.png", [2, 0, 0, 0, 0, 0, 0, 8, 0, 0]),  # contempt
-    ("Training", "fer0000008.png", [5, 1, 1, 1, 1, 1, 0, 0, 0, 0]),  # neutral: single votes dropped first
-    ("Training", "fer0000009.png", [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # no majority (4 of 9)
-    ("Training", "fer0000010.png", [0, 0, 0, 0, 0, 0, 0, 0, 7, 3]),  # majority unknown
-    ("Training", "fer0000011.png", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # majority NF
-    ("Training", "", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # removed by FERPlus: no image name
-    ("Training", "fer0000013.png", [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]),  # tie: no majority
-    ("PublicTest", "fer0000014.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # happiness
-    ("PublicTest", "fer0000015.png", [9, 0, 0, 0, 0, 0, 0, 0, 0, 1]),  # neutral
-    ("PrivateTest", "fer0000016.png", [0, 0, 10, 0, 0, 0, 0, 0, 0, 0]),  # surprise
-    ("PrivateTest", "fer0000017.png", [0, 0, 0, 0, 0, 0, 0, 10, 0, 0]),  # contempt
-    ("PrivateTest", "fer0000018.png", [3, 3, 3, 1, 0, 0, 0, 0, 0, 0]),  # no majority
-]
-
-
 def test_ferplus_majority_votes_official_usages_and_exact_pixels(tmp_path):
     grey = write_ferplus(tmp_path, FERPLUS_ROWS)
     b = load("ferplus", tmp_path, size=48)
@@ -151,8 +128,8 @@ def test_ferplus_majority_votes_official_usages_and_exact_pixels(tmp_path):
     np.testing.assert_array_equal(b.test.images[1], np.repeat(grey[17][..., None], 3, axis=-1))
     np.testing.assert_array_equal(b.train.images[8], np.repeat(grey[8][..., None], 3, axis=-1))
     report = report_of(packed("ferplus", tmp_path, size=48))
-    assert report["excluded_by_rules"] == {"FERPlus: no majority": 3, "FERPlus: majority unknown": 1,
-                                           "FERPlus: majority NF": 1, "FERPlus: no image name": 1}
+    assert report["excluded_by_rules"] == {"FERPlus: no majority label": 3, "FERPlus: top class unknown": 1,
+                                           "FERPlus: top class NF": 1, "FERPlus: no image name": 1}
     assert report["listed"] == {"train": 9, "val": 2, "test": 2}
 
 

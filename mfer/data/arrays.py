@@ -18,6 +18,7 @@ class ArraySplit:
     images: np.ndarray  # (M, H, W, 3) uint8; with ``rows`` set, possibly shared with other splits
     labels: np.ndarray  # (N,) int64, indices into DatasetBundle.classes
     rows: Optional[np.ndarray] = None  # (N,) rows of ``images`` in this split; None: all M == N rows
+    targets: Optional[np.ndarray] = None  # (N, K) float32 soft training targets (vote rules); None: labels only
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
@@ -25,6 +26,8 @@ class ArraySplit:
         n_rows = len(self.images) if self.rows is None else len(self.rows)
         if n_rows != len(self.labels):
             raise ValueError(f"{n_rows} images but {len(self.labels)} labels")
+        if self.targets is not None and (self.targets.ndim != 2 or len(self.targets) != len(self.labels)):
+            raise ValueError(f"targets must be (N={len(self.labels)}, K), got {self.targets.shape}")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -36,7 +39,8 @@ class ArraySplit:
     def subset(self, index: np.ndarray) -> "ArraySplit":
         index = np.sort(index)  # sorted reads of a memmap are sequential
         rows = index if self.rows is None else self.rows[index]
-        return ArraySplit(self.images, self.labels[index], rows)
+        return ArraySplit(self.images, self.labels[index], rows,
+                          None if self.targets is None else np.asarray(self.targets[index]))
 
 
 @dataclass

@@ -29,10 +29,11 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, shuffle: bool, balanc
     return rng.permutation(n)
 
 
-def _gather(split: ArraySplit, idx: np.ndarray, pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(split.take(idx))
-    y = torch.from_numpy(np.asarray(split.labels[idx], dtype=np.int64))
-    return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+def _gather(split: ArraySplit, idx: np.ndarray, pin: bool) -> tuple[torch.Tensor, ...]:
+    parts = [torch.from_numpy(split.take(idx)), torch.from_numpy(np.asarray(split.labels[idx], dtype=np.int64))]
+    if split.targets is not None:
+        parts.append(torch.from_numpy(np.asarray(split.targets[idx], dtype=np.float32)))
+    return tuple(t.pin_memory() for t in parts) if pin else tuple(parts)
 
 
 def iterate_batches(
@@ -42,8 +43,9 @@ def iterate_batches(
     order: np.ndarray,
     drop_last: bool = False,
     max_batches: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yields (uint8 NHWC images, int64 labels) on ``device`` in ``order``."""
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yields (uint8 NHWC images, int64 labels) on ``device`` in ``order``, plus (B, K) float32
+    soft targets for a split that has them."""
     stops = range(0, len(order) - (batch_size - 1 if drop_last else 0), batch_size)
     chunks = [order[i : i + batch_size] for i in stops]
     if max_batches:
@@ -61,4 +63,4 @@ def iterate_batches(
 
     threading.Thread(target=produce, daemon=True).start()
     while (item := q.get()) is not None:
-        yield item[0].to(device, non_blocking=True), item[1].to(device, non_blocking=True)
+        yield tuple(t.to(device, non_blocking=True) for t in item)

@@ -4,10 +4,11 @@ The entry key hashes the listing (names, labels, splits, the format's options), 
 mtime of every source file, and the resolution: an edited label file or a replaced image gives a
 new entry, an unchanged dataset is never decoded twice on a node. A thread pool decodes (Pillow
 and hashlib release the GIL) and rows stream into ``np.lib.format.open_memmap`` files, so a
-dataset larger than RAM packs fine. Beside the arrays: ``index.parquet`` (path, label, split,
-row, source hash per packed image) and ``report.json`` — every record left out, by rule or as
-unreadable, with the reason. Exclusion counts are logged at every load, never silently dropped,
-and a split left empty is an error that points at the report.
+dataset larger than RAM packs fine; soft targets (FERPlus's vote rules) go beside the labels.
+Beside the arrays: ``index.parquet`` (path, label, split, row, source hash per packed image) and
+``report.json`` — every record left out, by rule or as unreadable, with the reason. Exclusion
+counts are logged at every load, never silently dropped, and a split left empty is an error that
+points at the report.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def cache_key(listing: Listing, size: int) -> str:
     blob = json.dumps({
         "pack_version": PACK_VERSION, "dataset": listing.dataset, "options": listing.options,
         "classes": listing.classes, "size": size,
-        "records": [(r.name, r.label, r.split, r.row) for r in listing.records],
+        "records": [(r.name, r.label, r.split, r.row, r.target) for r in listing.records],
         "excluded": [(e.name, e.kind) for e in listing.excluded],
         "files": [_stat(p) for p in files],
     }, ensure_ascii=False).encode("utf-8", "surrogateescape")
@@ -113,6 +114,7 @@ def _pack_split(tmp: Path, split: str, records: list[Record], size: int, decode:
     partial_file = tmp / f"{split}_images.partial"  # not *.npy: never picked up as a finished array
     images = np.lib.format.open_memmap(partial_file, mode="w+", dtype=np.uint8, shape=(len(records), size, size, 3))
     class_id = index_of(classes)
+    targets = {r.name: r.target for r in records}
     index, bad, modes = [], [], Counter()
     for lo in range(0, len(records), CHUNK):
         chunk = records[lo : lo + CHUNK]
@@ -129,6 +131,8 @@ def _pack_split(tmp: Path, split: str, records: list[Record], size: int, decode:
     del images
     _finish_images(tmp, split, partial_file, len(index), len(records))
     np.save(tmp / f"{split}_labels.npy", np.array([r["label_id"] for r in index], dtype=np.int64))
+    if records[0].target is not None:  # soft targets: one rule per split, so all records have them or none do
+        np.save(tmp / f"{split}_targets.npy", np.array([targets[r["path"]] for r in index], dtype=np.float32))
     return index, bad, modes
 
 
@@ -203,8 +207,8 @@ def pack(listing: Listing, size: int, root: Path) -> PackedDataset:
     folder = build_once(root, key, partial(_write_entry, listing, size, key))
     arrays, meta = load_entry(folder)
     _log_counts(meta, folder)
-    splits = {s: ArraySplit(arrays[f"{s}_images"], np.asarray(arrays[f"{s}_labels"]))
-              for s in SPLITS if f"{s}_images" in arrays}
+    splits = {s: ArraySplit(arrays[f"{s}_images"], np.asarray(arrays[f"{s}_labels"]),
+                            targets=arrays.get(f"{s}_targets")) for s in SPLITS if f"{s}_images" in arrays}
     for split, arr in splits.items():
         if len(arr) == 0:
             raise DatasetError(f"{listing.dataset}: every image of the {split} split is unreadable "

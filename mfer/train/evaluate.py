@@ -28,7 +28,7 @@ def predict(model, split: ArraySplit, batch_size: int, device: torch.device, siz
     """Logits and pooled features from one pass of the backbone (timm contract: features, then head)."""
     model.eval()
     logits, features, labels = [], [], []
-    for x, y in iterate_batches(split, batch_size, device, np.arange(len(split))):
+    for x, y, *_ in iterate_batches(split, batch_size, device, np.arange(len(split))):
         with autocast():
             fmap = model.forward_features(to_model_input(x, size, channels_last))
             feature = model.forward_head(fmap, pre_logits=True)

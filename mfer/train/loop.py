@@ -129,7 +129,7 @@ def fit(
     model = build_model(cfg.model, k).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = MFERLoss(cfg.loss, k, model.num_features).to(device)
+    criterion = MFERLoss(cfg.loss, k, model.num_features, dc.ferplus_labels).to(device)
     params = [p for group in _param_groups(model, criterion, cfg.optim.weight_decay) for p in group["params"]]
     opt = torch.optim.AdamW(
         _param_groups(model, criterion, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas)
@@ -186,11 +186,12 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         steps = seen = 0
         order = epoch_order(train.labels, tc.seed, epoch, shuffle=True, balanced=dc.balanced_sampler)
-        for x_u8, y in iterate_batches(train, dc.batch_size, device, order, drop_last, tc.max_steps_per_epoch):
+        batches = iterate_batches(train, dc.batch_size, device, order, drop_last, tc.max_steps_per_epoch)
+        for x_u8, y, *soft in batches:  # soft: [(B, K) targets] under FERPlus's vote rules, else []
             x = augment(to_model_input(x_u8, dc.image_size, channels_last))
             with autocast():
                 head_logits, feature = model.forward_train(x)
-            loss = criterion(head_logits, feature, y)
+            loss = criterion(head_logits, feature, y, *soft)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:

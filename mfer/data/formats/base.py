@@ -32,6 +32,9 @@ class Record:
     split: str  # train | val | test — the official split; val only where the release defines one
     path: Path  # the file holding the pixels: an image file, or a pixel table (FER2013's CSV)
     row: Optional[int] = None  # row of that table; None for image files
+    # A soft training target over the listing's classes (sums to 1; ``label`` is its top class),
+    # for labels made from votes (FERPlus's crossentropy/probability/multi_target rules); else None.
+    target: Optional[tuple[float, ...]] = None
 
 
 @dataclass(frozen=True)

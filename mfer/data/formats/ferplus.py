@@ -1,13 +1,22 @@
 """FERPlus: FER2013's pixels (``fer2013.csv``) with the FERPlus votes (``fer2013new.csv``).
 
-``fer2013new.csv`` has the same rows in the same order as ``fer2013.csv``; its ten vote counts
-per face become one label by FERPlus's *majority* rule (microsoft/FERPlus ``src/ferplus.py``,
-``_process_data``): votes of 1 are dropped as outliers, then the top class must hold more than
-half of the remaining votes, else the face has no label; a majority for ``unknown`` or ``NF``
-(not a face) also drops it, as do rows whose ``Image name`` is empty (removed by FERPlus).
-Every dropped row is listed in the report. Splits are the official usages: Training -> train,
-PublicTest -> val (FERPlus's FER2013Valid), PrivateTest -> test. Pixels are read only when
-the cache is built: 2,304 space-separated grey values (48x48) per row.
+``fer2013new.csv`` has the same rows in the same order as ``fer2013.csv``; ten vote counts per
+face become a training target by one of FERPlus's four rules, ``data.ferplus_labels`` (Barsoum et
+al., "Training deep networks for facial expression recognition with crowd-sourced label
+distribution", ICMI 2016; microsoft/FERPlus ``src/ferplus.py``). Every rule first drops votes of
+1 as outliers:
+
+- ``majority``: the top class must hold more than half of the remaining votes;
+- ``crossentropy`` and ``probability``: the distribution over the top classes (ties taken
+  together, at most 3) until they hold 75 % of the votes; kept if they hold more than half;
+- ``multi_target``: every class with at least 30 % of the votes; kept if they hold more than half.
+
+A face whose rule keeps nothing, or whose top class is ``unknown`` or ``NF`` (not a face), has no
+label; so do rows whose ``Image name`` is empty (removed by FERPlus). Every dropped row is listed in
+the report. The rule shapes the **train** split only: val and test always take the majority rule,
+so that every rule is scored on the same images and labels, the benchmark's. Splits are the
+official usages: Training -> train, PublicTest -> val (FERPlus's FER2013Valid), PrivateTest ->
+test. Pixels are read only when the cache is built: 2,304 space-separated grey values (48x48) per row.
 """
 from __future__ import annotations
 
@@ -27,17 +36,57 @@ LAYOUT = ("FERPlus: fer2013.csv (columns emotion, pixels, Usage; or Kaggle's icm
           "fer2013new.csv (Usage, Image name, neutral, ..., contempt, unknown, NF) in one folder")
 USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 VOTE_COLUMNS = (*FERPLUS_VOTE_COLUMNS, *FERPLUS_NON_EMOTION)
+EMOTIONS = len(FERPLUS_VOTE_COLUMNS)  # the first EMOTIONS vote columns are emotions
 SIDE = 48
 
 
-def majority(votes: list[float]) -> str | None:
-    """FERPlus's majority rule on the ten vote counts (in ``VOTE_COLUMNS`` order): the winning
-    column name, or None when no column holds more than half of the votes left after dropping 1s."""
-    kept = [v if v > 1 else 0.0 for v in votes]
-    top = max(kept)
-    if top <= 0.5 * sum(kept):
+LABEL_RULES = ("majority", "crossentropy", "probability", "multi_target")
+
+
+def _without_outliers(votes: list[float]) -> list[float]:
+    return [v if v > 1 else 0.0 for v in votes]
+
+
+def _top_classes(kept: list[float]) -> list[float]:
+    """The crossentropy/probability rule: take the highest vote counts (ties together) until they
+    hold 75 % of the votes or 3 classes are taken; stop at unknown/NF, which counts only if it is
+    the top class. Returns the kept counts (zeros elsewhere), or all zeros if the face is dropped."""
+    total, left = sum(kept), list(kept)
+    chosen = [0.0] * len(kept)
+    taken = 0
+    while sum(chosen) < 0.75 * total and taken < 3:
+        top = max(left)
+        ties = [i for i, v in enumerate(left) if v == top]
+        non_emotion = next((i for i in ties if i >= EMOTIONS), None)
+        for i in ties if non_emotion is None else [i for i in ties if i <= non_emotion]:
+            chosen[i], left[i] = top, 0.0
+            taken += 1
+        if non_emotion is not None:
+            if sum(chosen) > top:  # emotions came first: unknown/NF is left out of the target
+                chosen[non_emotion] = 0.0
+                taken -= 1
+            break
+    return chosen if sum(chosen) > 0.5 * total and taken <= 3 else [0.0] * len(kept)
+
+
+def vote_distribution(votes: list[float], rule: str) -> list[float] | None:
+    """The ten vote counts (``VOTE_COLUMNS`` order) as a distribution under ``rule``, or None when
+    the rule keeps no class (a face without a label)."""
+    kept = _without_outliers(votes)
+    total = sum(kept)
+    if rule == "majority":
+        top = max(kept)
+        chosen = [0.0] * len(kept)
+        if top > 0.5 * total:
+            chosen[kept.index(top)] = top
+    elif rule == "multi_target":
+        chosen = [v if v >= 0.3 * total else 0.0 for v in kept]
+        chosen = chosen if sum(chosen) > 0.5 * total else [0.0] * len(kept)
+    else:
+        chosen = _top_classes(kept)
+    if sum(chosen) <= 0:
         return None
-    return VOTE_COLUMNS[kept.index(top)]
+    return [v / sum(chosen) for v in chosen]
 
 
 def _label_rows(path: Path):
@@ -58,23 +107,30 @@ def _label_rows(path: Path):
             yield i, row[0].strip(), row[1].strip(), votes
 
 
-def _entries(rows: list, path: Path, pixels_csv: Path):
+def _entries(rows: list, path: Path, pixels_csv: Path, train_rule: str):
     for i, usage, image_name, votes in rows:
         split = USAGE_SPLITS.get(usage)
         where = f"{path.name} line {i + 2}"
         if split is None:
             raise DatasetError(f"{path}, line {i + 2}: Usage {usage!r} is not one of {list(USAGE_SPLITS)}")
         name = image_name or f"fer2013.csv row {i}"
-        winner = majority(votes)
+        rule = train_rule if split == "train" else "majority"
+        dist = vote_distribution(votes, rule)
         shown = "votes " + ",".join(f"{v:g}" for v in votes)
         if not image_name:
             yield Exclusion(name, split, "FERPlus: no image name", "removed by FERPlus"), where
-        elif winner is None:
-            yield Exclusion(name, split, "FERPlus: no majority", shown), where
-        elif winner in FERPLUS_NON_EMOTION:
-            yield Exclusion(name, split, f"FERPlus: majority {winner}", shown), where
+        elif dist is None:
+            yield Exclusion(name, split, f"FERPlus: no {rule} label", shown), where
+        elif max(dist[EMOTIONS:]) > max(dist[:EMOTIONS]):  # on a tie the emotion wins, as in FERPlus
+            top = VOTE_COLUMNS[dist.index(max(dist))]
+            yield Exclusion(name, split, f"FERPlus: top class {top}", shown), where
         else:
-            yield Record(name, FERPLUS_VOTE_COLUMNS[winner], split, pixels_csv, row=i), where
+            emotions = dict(zip(FERPLUS_VOTE_COLUMNS.values(), dist))
+            mass = sum(emotions.values())
+            target = tuple(emotions.get(c, 0.0) / mass for c in BASIC8)  # in the canonical class order
+            label = BASIC8[target.index(max(target))]  # the top class; of tied ones, the first in that order
+            yield Record(name, label, split, pixels_csv, row=i,
+                         target=None if rule == "majority" else target), where
 
 
 def _pixel_reader(usages: list[str]) -> Callable[[Path], Callable[[int], np.ndarray]]:
@@ -114,7 +170,7 @@ def listing(cfg: DataConfig) -> Listing:
     pixels_csv = first_file(root, ("fer2013.csv", "icml_face_data.csv"), "FER2013 pixel file", LAYOUT)
     votes_csv = first_file(root, ("fer2013new.csv",), "FERPlus vote file", LAYOUT)
     rows = list(_label_rows(votes_csv))
-    records, excluded = drop_repeats(list(_entries(rows, votes_csv, pixels_csv)))
+    records, excluded = drop_repeats(list(_entries(rows, votes_csv, pixels_csv, cfg.ferplus_labels)))
     usages = [usage for _, usage, _, _ in rows]
     return Listing(cfg.name, root, LAYOUT, BASIC8, records, excluded, [pixels_csv, votes_csv],
-                   options={"label_rule": "majority"}, read_table=_pixel_reader(usages))
+                   options={"label_rule": cfg.ferplus_labels}, read_table=_pixel_reader(usages))
