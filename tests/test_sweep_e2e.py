@@ -43,22 +43,29 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
 
 
 def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):
-    """SIGKILL from outside, mid-epoch, as the OOM killer does: no exception, no goodbye."""
+    """SIGKILL from outside, as the OOM killer does: no exception, no goodbye. Every trial stalls
+    after epoch 1 (``hang@1``) until the test kills its worker process, so each of the four kills
+    lands mid-trial however fast or slow the machine runs."""
     import pandas as pd
 
-    exp, log = tmp_path / "store" / "workerkill", tmp_path / "sweep.log"
+    exp, faults = tmp_path / "store" / "workerkill", tmp_path / "faults"
+    env = {**ray_env, "MFER_FAULTS": "hang@1", "MFER_FAULTS_DIR": str(faults)}
+    killed: set[str] = set()
 
-    def kill_a_trial_in_epoch_2() -> None:  # Tune records each trial's worker pid in its results
-        victim = next(rows[0] for rows in trial_results(exp).values() if len(rows) == 1)
-        os.kill(victim["pid"], signal.SIGKILL)
+    def kill_stalled_trials() -> bool:  # Tune records each trial's worker pid in its results
+        for trial, rows in trial_results(exp).items():
+            if trial not in killed and (faults / f"{trial}.hang").exists():
+                os.kill(rows[-1]["pid"], signal.SIGKILL)
+                killed.add(trial)
+        return len(killed) == 4
 
-    sweep_through_fault(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'), ray_env, log,
-                        ready=lambda: any(len(rows) == 1 for rows in trial_results(exp).values()),
-                        fault=kill_a_trial_in_epoch_2)
+    sweep_through_fault(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'), env,
+                        tmp_path / "sweep.log", ready=kill_stalled_trials, fault=lambda: None)
     _assert_each_trial_once(exp, 4, 3)
     trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
-    assert trials["retries"].sum() >= 1, trials[["trial_id", "retries"]]  # the killed trial was retried...
-    assert "| 0 errored |" in [line for line in log.read_text().splitlines() if "errored |" in line][-1]  # ...and finished
+    assert (trials["retries"] >= 1).all(), trials[["trial_id", "retries"]]  # each killed trial was retried...
+    log = (tmp_path / "sweep.log").read_text()
+    assert "| 0 errored |" in [line for line in log.splitlines() if "errored |" in line][-1]  # ...and finished
 
 
 def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_env):
