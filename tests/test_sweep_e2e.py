@@ -1,4 +1,4 @@
-"""End-to-end sweeps on real Ray: a crash and a trial's worker process SIGKILLed mid-epoch, each
+"""End-to-end sweeps on real Ray: a crash and every trial's worker process SIGKILLed mid-trial, each
 retried from its checkpoint, a killed driver resumed,
 a real two-node local cluster, a worker node killed mid-sweep and a NaN trial. Each fault test
 ends by checking the results store holds every trial exactly once. Each test stops only the Ray
