@@ -38,9 +38,7 @@ USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 VOTE_COLUMNS = (*FERPLUS_VOTE_COLUMNS, *FERPLUS_NON_EMOTION)
 EMOTIONS = len(FERPLUS_VOTE_COLUMNS)  # the first EMOTIONS vote columns are emotions
 SIDE = 48
-
-
-LABEL_RULES = ("majority", "crossentropy", "probability", "multi_target")
+LABEL_RULES = ("majority", "crossentropy", "probability", "multi_target")  # data.ferplus_labels
 
 
 def _without_outliers(votes: list[float]) -> list[float]:
