@@ -17,12 +17,10 @@ from mfer.config import DataConfig
 from mfer.data.cache import cache_root
 from mfer.data.pack import PackedDataset, pack
 from mfer.data.registry import LISTINGS, load_dataset
-from mfer.data.synthetic import SyntheticSpec, generate, write_imagefolder
+from mfer.data.synthetic import SyntheticSpec, generate, write_ferplus_csvs, write_imagefolder
 
 AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                     "facial_landmarks", "expression", "valence", "arousal"]
-FERPLUS_HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust",
-                  "fear", "contempt", "unknown", "NF"]
 
 # (Usage, Image name, votes: neutral happiness surprise sadness anger disgust fear contempt unknown NF)
 FERPLUS_ROWS = [
@@ -73,27 +71,13 @@ def write_affectnet(root: Path, rows: dict[str, list[tuple[str, int]]], size: in
                 i += 1
 
 
-def pixel_string(grey: np.ndarray) -> str:
-    return " ".join(str(int(v)) for v in grey.reshape(-1))
-
-
 def write_ferplus(root: Path, rows: list[tuple[str, str, list[int]]], pixels: list[str] | None = None) -> np.ndarray:
     """``rows`` = [(Usage, Image name, ten vote counts)] -> fer2013.csv + fer2013new.csv; returns the
     (N, 48, 48) grey faces written (``pixels`` overrides a row's pixel string, e.g. a malformed one)."""
-    root.mkdir(parents=True, exist_ok=True)
     rgb, emotions = faces(len(rows), 48, seed=5)
     grey = rgb.mean(-1).round().astype(np.uint8)
-    with open(root / "fer2013.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["emotion", "pixels", "Usage"])
-        for i, (usage, _, _) in enumerate(rows):
-            row_pixels = pixels[i] if pixels and pixels[i] is not None else pixel_string(grey[i])
-            w.writerow([int(emotions[i]), row_pixels, usage])
-    with open(root / "fer2013new.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FERPLUS_HEADER)
-        for usage, name, votes in rows:
-            w.writerow([usage, name, *votes])
+    usages, names, votes = zip(*rows)
+    write_ferplus_csvs(root, list(usages), list(names), grey, [int(e) for e in emotions], list(votes), pixels)
     return grey
 
 

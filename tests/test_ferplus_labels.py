@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from mfer.config import ConfigError, DataConfig, LossConfig, TrainConfig, validate
 from mfer.data.classes import BASIC8
 from mfer.data.formats.ferplus import LABEL_RULES, vote_distribution
+from mfer.data.synthetic import SyntheticSpec, crowd_votes, generate
+from mfer.data.synthetic import write_ferplus as write_synthetic_ferplus
 from mfer.losses import HEAD_LOSSES, MFERLoss
 from mfer.train import fit
 
@@ -130,3 +132,26 @@ def test_training_under_a_soft_rule_runs_end_to_end(tmp_path, rule):
     m = fit(cfg, tmp_path / "run")
     assert m["config"]["data"]["ferplus_labels"] == rule and np.isfinite(m["history"][-1]["train_loss"])
     assert m["test_n"] == 2 and 0.0 <= m["test_acc"] <= 1.0  # scored on the majority-labelled test split
+
+
+def test_synthetic_crowd_votes_split_like_a_crowd():
+    spec = SyntheticSpec(700, 48, 3, 0.7)
+    votes = crowd_votes(spec)
+    assert votes.shape == (700, 8) and (votes.sum(1) == 10).all() and (crowd_votes(spec) == votes).all()
+    drawn = generate(SyntheticSpec(700, 32, 3, 0.7))[1]  # the classes the faces were drawn from
+    top = votes[:, :7].max(1)
+    assert 0.9 < (votes[:, :7].argmax(1) == drawn).mean() < 1.0  # the crowd mostly agrees with the drawing...
+    assert 0.05 < (top <= 5).mean() < 0.3  # ...but splits on ambiguous faces
+
+
+def test_synthetic_ferplus_is_read_by_the_ferplus_adapter_under_every_rule(tmp_path):
+    write_synthetic_ferplus(tmp_path, {"Training": SyntheticSpec(210, 48, 1), "PublicTest": SyntheticSpec(70, 48, 2),
+                                       "PrivateTest": SyntheticSpec(70, 48, 3)})
+    by_rule = {rule: load("ferplus", tmp_path, size=48, ferplus_labels=rule) for rule in LABEL_RULES}
+    majority = by_rule["majority"]
+    assert majority.classes == BASIC8 and BASIC8.index("contempt") not in majority.train.labels
+    for rule, b in by_rule.items():
+        assert b.test.labels.tolist() == majority.test.labels.tolist(), rule  # scored on the same labels
+    soft = by_rule["crossentropy"]
+    assert len(soft.train) > len(majority.train)  # split faces without a majority still train
+    assert (soft.train.targets.max(1) < 1).mean() > 0.2  # and carry their split votes

