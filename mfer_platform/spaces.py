@@ -162,6 +162,22 @@ def compose_base(overrides: list[str]) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+# Config fields that name local files or folders: relative values are the user's (the driver's
+# working directory), not a trial's, whose working directory Ray sets elsewhere.
+PATH_KEYS = ("data.root", "data.cache_dir", "model.pretrained_file")
+
+
+def absolute_paths(base: dict) -> dict:
+    """``base`` with every relative ``PATH_KEYS`` value made absolute against this process's cwd."""
+    out = copy.deepcopy(base)
+    for key in PATH_KEYS:
+        section, field_name = key.split(".")
+        value = out.get(section, {}).get(field_name)
+        if value and "://" not in str(value):
+            out[section][field_name] = str(Path(str(value)).expanduser().resolve())
+    return out
+
+
 def apply_overrides(base: dict, values: dict[str, Any]) -> TrainConfig:
     """``base`` (nested dict) with dotted-key values set, validated into a TrainConfig."""
     cfg = OmegaConf.create(copy.deepcopy(base))
@@ -329,7 +345,7 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
         raise _err(source, "base", "must be a list of mfer-train overrides such as model=mfer_atto")
     base = base + list(extra_base or [])
     try:
-        base_dict = compose_base(base)
+        base_dict = absolute_paths(compose_base(base))
         base_cfg = to_train_config(base_dict)
     except Exception as e:  # Hydra and config errors both say which override failed
         raise _err(source, "base", str(e)) from None

@@ -61,6 +61,17 @@ def test_every_documented_sweep_command_parses_and_compiles():
         assert requested_space(cfg).trial_count() >= 1, (file, command)
 
 
+def test_relative_paths_in_base_are_the_users_not_the_trials(tmp_path, monkeypatch):
+    """Ray runs trials in another working directory: data=... data.root=data/x must still mean the
+    folder beside the user, so the sweep makes it absolute before launch (URIs stay as they are)."""
+    monkeypatch.chdir(tmp_path)
+    space = load_space("quickstart", extra_base=["++data.cache_dir=cache", "model.pretrained_file=w.safetensors"])
+    assert space.base_dict["data"]["cache_dir"] == str(tmp_path / "cache")
+    assert space.base_dict["model"]["pretrained_file"] == str(tmp_path / "w.safetensors")
+    assert space.base_config.data.cache_dir == str(tmp_path / "cache")
+    assert load_space("quickstart", extra_base=["++data.cache_dir=s3://b/c"]).base_dict["data"]["cache_dir"] == "s3://b/c"
+
+
 def test_list_choices_survive_optuna_encoding():
     v = [0.5, 0.75, 1.0]
     assert decode_choice(encode_choice(v)) == v and encode_choice("ds") == "ds"
