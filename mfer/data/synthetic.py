@@ -16,12 +16,14 @@ can be compared without FERPlus.
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mfer.data.classes import BASIC7, FER2013_LABELS, FERPLUS_VOTE_COLUMNS, RAFDB_LABELS
+from mfer.data.formats.ferplus import VOTE_COLUMNS
 
 # Geometry per class: eye_open, brow_angle (+ = inner ends raised), brow_height, mouth_curve
 # (+ = corners up), mouth_open, mouth_width, mouth_asymmetry. Rows follow BASIC7's order.
@@ -204,10 +206,6 @@ def write_ferplus_csvs(root: Path, usages: list[str], names: list[str], grey: np
                        emotions: list[int], votes: list[list[float]], pixels: list[str] | None = None) -> Path:
     """FERPlus's layout: ``fer2013.csv`` (emotion, 48x48 grey pixels, Usage) and ``fer2013new.csv``
     (Usage, Image name, ten vote counts in FERPlus's column order), one row per face."""
-    import csv
-
-    from mfer.data.formats.ferplus import VOTE_COLUMNS
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "fer2013.csv", "w", newline="") as fh:
@@ -228,15 +226,16 @@ def write_ferplus(root: Path, specs: dict[str, SyntheticSpec], annotators: int =
     (Training, PublicTest, PrivateTest) to the faces of that split, rendered at 48 px and made grey."""
     fer2013_code = {name: code for code, name in FER2013_LABELS.items()}
     column = {name: i for i, name in enumerate(FERPLUS_VOTE_COLUMNS.values())}  # canonical -> vote column
+    unknown = VOTE_COLUMNS.index("unknown")
     usages, names, greys, emotions, votes = [], [], [], [], []
     for usage, spec in specs.items():
         images, labels = generate(SyntheticSpec(spec.n, 48, spec.seed, spec.difficulty))
         crowd = crowd_votes(spec, annotators)
         for img, y, v in zip(images, labels, crowd):
-            row = [0] * 10  # FERPlus columns; the synthetic set has no contempt and no not-a-face votes
+            row = [0] * len(VOTE_COLUMNS)  # the synthetic set has no contempt and no not-a-face votes
             for k, count in enumerate(v[:-1]):
                 row[column[BASIC7[k]]] = int(count)
-            row[8] = int(v[-1])  # unknown
+            row[unknown] = int(v[-1])
             names.append(f"fer{len(names):07d}.png")
             usages.append(usage)
             greys.append(img.mean(-1).round().astype(np.uint8))
