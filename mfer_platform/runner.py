@@ -254,6 +254,7 @@ def run_sweep(req: SweepRequest) -> list[str]:
     connect(req.cluster)
     try:
         slots = check_resources(req.space, req.cluster.autoscaling)
+        _prepare_data_once(req.space)  # a dataset that cannot be read fails here, before anything is written
         chain = _chain(req.storage_path, req.name)
         history: list[tuple[dict, dict]] = []
         for name in chain:
@@ -279,7 +280,6 @@ def run_sweep(req: SweepRequest) -> list[str]:
                         f" (searcher warm-started from {len(warm)} results)")
             _write_sweep_record(req, experiment_path(req.storage_path, target), extends=chain[-1])
             chain.append(target)
-        _prepare_data_once(req.space)
         build_tuner(req, target, slots, samples, warm).fit()
     finally:
         ray.shutdown()

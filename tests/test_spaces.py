@@ -108,3 +108,13 @@ def test_unwritable_storage_path_fails_before_launch(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     assert "storage_path=" in out.stderr and "not writable" in out.stderr
+
+
+def test_unreadable_dataset_fails_before_anything_is_written(tmp_path, ray_env):
+    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=ferplus_labels", "scale=smoke",
+                          "name=noroot", f"storage_path={tmp_path / 'sweeps'}", "cluster.num_cpus=1",
+                          f'overrides=["data.name=ferplus","data.root={tmp_path / "missing"}"]'],
+                         env=ray_env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert f"data.root={tmp_path / 'missing'} is not a folder" in out.stderr
+    assert not (tmp_path / "sweeps" / "noroot").exists()  # no half-made experiment to trip a re-run
