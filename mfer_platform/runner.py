@@ -217,7 +217,7 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
         log.warning(f"resuming experiment {path}: unfinished and errored trials continue from their checkpoints")
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   param_space=plan.param_space(s))
-    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), num_samples, slots)
+    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), plan.trials_launched(s, num_samples), slots)
     run_config = tune.RunConfig(
         name=name,
         storage_path=req.storage_path,

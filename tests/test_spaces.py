@@ -77,6 +77,14 @@ def test_list_choices_survive_optuna_encoding():
     assert decode_choice(encode_choice(v)) == v and encode_choice("ds") == "ds"
 
 
+def test_live_progress_counts_every_trial_tune_launches():
+    """The live table's "of N": a grid study's rows and seeds multiply Tune's num_samples (1)."""
+    for path in spaces_root().rglob("*.yaml"):
+        space = load_space(str(path))
+        assert plan.trials_launched(space, plan.num_samples(space)) == space.trial_count(), path
+    assert plan.trials_launched(load_space("ferplus_labels"), 1) == 12  # 4 rows x 3 seeds
+
+
 def test_asha_estimate_is_below_the_upper_bound():
     space = load_space("quickstart")
     upper, expected = plan.estimated_trial_epochs(space)
