@@ -7,7 +7,6 @@ Optuna (the searcher sees the mean over a suggestion's seeds).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 from mfer_platform.spaces import ROW_KEY, SEED_KEY, SearchSpace, encode_choice
@@ -101,8 +100,7 @@ def trials_launched(space: SearchSpace, samples: int) -> int:
     axis (rows, grid parameters, seeds) multiplies it; Optuna's count already holds the seeds."""
     if space.search.algorithm.startswith("optuna"):
         return samples
-    grid = math.prod(len(p.values) for p in space.params if p.kind == "grid") * max(1, len(space.rows))
-    return samples * grid * space.search.seeds
+    return samples * space.grid_size() * space.search.seeds
 
 
 def tune_metric(space: SearchSpace) -> tuple[Optional[str], Optional[str]]:

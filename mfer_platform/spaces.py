@@ -119,9 +119,12 @@ class SearchSpace:
     def epochs(self) -> int:
         return self.base_config.trainer.epochs
 
+    def grid_size(self) -> int:
+        """Configurations the grid axes span: named rows times every grid parameter's values."""
+        return math.prod(len(p.values) for p in self.params if p.kind == "grid") * max(1, len(self.rows))
+
     def trial_count(self) -> int:
-        grid = [p for p in self.params if p.kind == "grid"]
-        n = math.prod(len(p.values) for p in grid) * max(1, len(self.rows))
+        n = self.grid_size()
         if self.search.algorithm == "grid":
             return n * self.search.seeds
         return self.search.num_samples * n * self.search.seeds
