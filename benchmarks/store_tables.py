@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from mfer.config import TrainConfig, to_dict
-from mfer_platform import store
-from mfer_platform.stats import compare, spec_from_record
-from mfer_platform.tables import to_csv, to_latex, to_markdown
+from mfer_platform.layout import read_sweep_record
+from mfer_platform.results import store
+from mfer_platform.results.stats import compare, spec_from_record
+from mfer_platform.report.tables import to_csv, to_latex, to_markdown
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 VARIANTS = ["none", "global", "local", "ds"]
@@ -90,7 +91,7 @@ def main() -> None:
         timed("re-ingest (replace the experiment's rows)", lambda: store.ingest(str(root), "bench"))
         trials = timed("load trials.parquet", lambda: store.load_trials(str(root), "bench"))
         cmp = timed("compare (groups, mean/std/CI, tests, Holm)",
-                    lambda: compare(trials, spec_from_record(store.read_sweep_record(str(root), "bench"))))
+                    lambda: compare(trials, spec_from_record(read_sweep_record(str(root), "bench"))))
         timed("render Markdown + CSV + LaTeX", lambda: (to_markdown(cmp), to_csv(cmp), to_latex(cmp)))
         print(f"-> {summary.trials} trials ({data.trials.num_rows} read), {summary.epochs} epoch rows, "
               f"{len(cmp.groups)} groups of n={int(cmp.groups['n'].median())}; best: {cmp.best}")

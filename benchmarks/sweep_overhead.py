@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from mfer.train import fit
-from mfer_platform.runner import ClusterSettings, SweepRequest, run_sweep
-from mfer_platform.spaces import apply_overrides, load_space
-from mfer_platform.trainable import trial_values
+from mfer_platform.sweep.runner import ClusterSettings, SweepRequest, run_sweep
+from mfer_platform.overrides import apply_overrides, trial_values
+from mfer_platform.sweep.spaces import load_space
 
 
 def main() -> None:

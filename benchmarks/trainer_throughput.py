@@ -1,17 +1,20 @@
-"""Trainer throughput: images/s of one MFER training step vs a bare torch loop, same backbone/batch.
+"""Trainer throughput: images/s of the trainer's own training step vs a bare torch loop, same backbone/batch.
 
 The bare loop is what a researcher would write by hand: timm ConvNeXt with its own linear head,
-plain CE, AdamW, no AMP tricks beyond what the trainer also uses. The MFER step is
-``mfer.train.loop``'s step (uint8 batch -> device-side normalise/augment -> forward_train ->
-Σ LSCE + λ·feature loss -> clip -> step) with components switched on one at a time, so the
-README can report the cost of each. On CUDA it also reports peak memory and MFU
-(model FLOPs from torch.utils.flop_counter / step time / the GPU's dense bf16 peak).
+plain CE, AdamW, no AMP tricks beyond what the trainer also uses. The MFER rows time
+``mfer.train.engine.train_step`` itself — the step ``train_one_epoch`` runs (uint8 batch ->
+device-side normalise/augment -> forward_train -> Σ LSCE + λ·feature loss + auxiliary losses ->
+clip -> step) on a run made by ``mfer.train.build.build_run``, so the figure is the trainer's,
+not a copy's — with components switched on one at a time, so the README can report the cost of
+each. The batch sits on the device already: the data path has its own benchmark
+(``benchmarks/data_path.py``). On CUDA it also reports peak memory and MFU (model FLOPs from
+torch.utils.flop_counter / step time / the GPU's dense bf16 peak).
 
     python benchmarks/trainer_throughput.py [--backbone convnext_atto] [--size 64] [--batch 64]
     python benchmarks/trainer_throughput.py --backbone convnext_base --size 224 --batch 128 --save
 
 ``--save`` writes ``benchmarks/results/<device>_<backbone>_<size>.json``; the sweep dry run
-(``mfer_platform.cost``) turns its full-MFER images/s into the GPU-hour estimate of a study.
+(``mfer_platform.sweep.cost``) turns its full-MFER images/s into the GPU-hour estimate of a study.
 """
 from __future__ import annotations
 
@@ -28,18 +31,20 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from mfer.config import DataConfig, LossConfig, ModelConfig
-from mfer.data.augment import BatchAugment, to_model_input
-from mfer.losses import MFERLoss
-from mfer.model import build_model
-from mfer.train.loop import autocast_factory
+from mfer.config import DataConfig, LossConfig, ModelConfig, TrainConfig, TrainerConfig
+from mfer.data.arrays import ArraySplit, DatasetBundle
+from mfer.data.augment import to_model_input
+from mfer.data.classes import BASIC7
+from mfer.train.build import autocast_factory, build_run
+from mfer.train.engine import train_step
+from mfer.validation import validate
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 RESULTS = Path(__file__).parent / "results"
 
 
 def save(args, device_name: str, rows: dict[str, float]) -> Path:
-    """The measurement ``mfer_platform.cost.measured`` reads: the last row (full MFER) is the figure."""
+    """The measurement ``mfer_platform.sweep.cost.measured`` reads: the last row (full MFER) is the figure."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower()
     path = RESULTS / f"{slug}_{args.backbone}_{args.size}.json"
     RESULTS.mkdir(exist_ok=True)
@@ -81,27 +86,20 @@ def bare_step(backbone: str, batch: torch.Tensor, labels: torch.Tensor, device, 
     return step, model
 
 
-def mfer_step(mcfg: ModelConfig, lcfg: LossConfig, dcfg: DataConfig, batch, labels, device, autocast):
-    model = build_model(mcfg, 7).to(device)
-    cl = device.type == "cuda"
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    crit = MFERLoss(lcfg, 7, model.num_features).to(device)
-    params = list(model.parameters()) + list(crit.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    aug = BatchAugment(dcfg.hflip, dcfg.random_erasing, tuple(dcfg.erasing_scale), dcfg.multires)
+def mfer_step(mcfg: ModelConfig, lcfg: LossConfig, dcfg: DataConfig, batch, labels, device):
+    """The trainer's ``train_step`` on a run built from this config, over the one batch."""
+    images, y = batch.cpu().numpy(), labels.cpu().numpy()
+    split = ArraySplit(images, y)
+    data = DatasetBundle(split, split, split, BASIC7, "benchmark")
+    cfg = validate(TrainConfig(model=mcfg, loss=lcfg, data=dcfg, trainer=TrainerConfig(device=str(device))))
+    run = build_run(cfg, data)
+    run.model.train()
+    run.criterion.train()
 
     def step():
-        x = aug(to_model_input(batch, dcfg.image_size, cl))
-        with autocast():
-            heads, feat = model.forward_train(x)
-        loss = crit(heads, feat, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
+        train_step(run, batch, labels)
 
-    return step, model
+    return step, run.model
 
 
 def flops_per_image(model, size: int, device) -> float:
@@ -124,6 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast, dtype = autocast_factory("auto", device)
+    torch.backends.cudnn.benchmark = True  # as the trainer's build_run sets it: the bare loop gets it too
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     batch = torch.from_numpy(rng.integers(0, 255, (args.batch, args.size, args.size, 3), dtype=np.uint8)).to(device)
@@ -147,7 +146,7 @@ def main() -> None:
         if spec is None:
             step, model = bare_step(args.backbone, batch, labels, device, autocast)
         else:
-            step, model = mfer_step(*spec, batch, labels, device, autocast)
+            step, model = mfer_step(*spec, batch, labels, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sec = _timeit(step, args.warmup, args.iters, device)

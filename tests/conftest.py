@@ -23,7 +23,7 @@ def compose_train(*overrides: str):
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from mfer.config import to_train_config
+    from mfer.validation import to_train_config
 
     with initialize_config_module("mfer.conf", version_base="1.3"):
         cfg = compose("train", overrides=list(overrides))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mfer.config import to_dict
 from mfer.train import fit
-from mfer_platform.spaces import apply_overrides
+from mfer_platform.overrides import apply_overrides
 
 from .conftest import TINY, compose_train
 

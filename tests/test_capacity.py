@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mfer_platform.capacity import NodeShape, per_node, trial_slots
+from mfer_platform.sweep.capacity import NodeShape, per_node, trial_slots
 
 CPU_HEAD = NodeShape("node 10.0.0.1", {"CPU": 8.0, "memory": 3e10}, 1)
 GPU_TYPE = NodeShape("autoscaler node type 'gpu'", {"CPU": 16.0, "GPU": 4.0}, 3)
@@ -39,8 +39,8 @@ import ray
 from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY as KEY, GCS_AUTOSCALER_STATE_NAMESPACE as NS
 from ray.core.generated import autoscaler_pb2
 from ray.experimental.internal_kv import _internal_kv_put
-from mfer_platform.runner import check_resources
-from mfer_platform.spaces import SpaceError, load_space
+from mfer_platform.sweep.runner import check_resources
+from mfer_platform.sweep.spaces import SpaceError, load_space
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
 space = load_space("quickstart", overrides={"resources.gpu": 1, "search.max_concurrent": 20})

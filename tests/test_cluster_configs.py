@@ -65,7 +65,7 @@ def test_launcher_keeps_token_auth_and_a_loopback_dashboard(name):
 
 @pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
 def test_cloud_trials_run_on_gpu_workers_scaled_from_zero_that_the_sweep_can_see(name):
-    from mfer_platform.capacity import launcher_node_types, trial_slots
+    from mfer_platform.sweep.capacity import launcher_node_types, trial_slots
 
     config = load(name)
     types = config["available_node_types"]

@@ -14,14 +14,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load, load_file, save_file
 
-from mfer.config import to_train_config
+from mfer.validation import to_train_config
 from mfer.data.augment import to_model_input
 from mfer.data.registry import load_dataset
 from mfer.model import build_model
-from mfer_platform import store
-from mfer_platform.export import CARD, CONFIG, METRICS_FILE, WEIGHTS, ExportError, export_best, load_exported
-from mfer_platform.predict import PredictOptions, list_images, predict_files
-from mfer_platform.stats import best_trial, compare, spec_from_record
+from mfer_platform.layout import read_sweep_record
+from mfer_platform.results import store
+from mfer_platform.serving.export import CARD, CONFIG, METRICS_FILE, WEIGHTS, ExportError, export_best, load_exported
+from mfer.data.decode import list_images
+from mfer_platform.serving.predict import PredictOptions, predict_files
+from mfer_platform.results.stats import best_trial, compare, spec_from_record
 
 from .fake_sweep import EXPERIMENT, clone
 
@@ -57,8 +59,8 @@ def _copy(model_dir: Path, dest: Path) -> Path:
 def test_export_is_the_best_validation_group_and_seed(exported):
     storage, model_dir = exported
     assert {p.name for p in model_dir.iterdir()} == {WEIGHTS, CONFIG, METRICS_FILE, CARD}
-    trials = store.load_trials(str(storage), EXPERIMENT)
-    cmp = compare(trials, spec_from_record(store.read_sweep_record(str(storage), EXPERIMENT)))
+    trials = store.read_experiment(str(storage), EXPERIMENT)[0]
+    cmp = compare(trials, spec_from_record(read_sweep_record(str(storage), EXPERIMENT)))
     metrics = json.loads((model_dir / METRICS_FILE).read_text())
     assert metrics["trial"]["trial_id"] == best_trial(cmp, trials)["trial_id"] and metrics["group"] == cmp.best
     members = trials[trials["trial_id"].isin(cmp.groups.loc[cmp.groups["is_best"], "trial_ids"].iloc[0])]
@@ -79,7 +81,7 @@ def test_predictions_equal_the_in_memory_model(exported, images):
     storage, model_dir = exported
     folder, pixels = images
     metrics = json.loads((model_dir / METRICS_FILE).read_text())
-    ckpt = storage / EXPERIMENT / store.load_trials(str(storage), EXPERIMENT).set_index("trial_id").loc[
+    ckpt = storage / EXPERIMENT / store.read_experiment(str(storage), EXPERIMENT)[0].set_index("trial_id").loc[
         metrics["trial"]["trial_id"], "checkpoint"]
     meta = json.loads((ckpt / "meta.json").read_text())
     model = build_model(to_train_config(meta["config"]).model, len(meta["classes"]))

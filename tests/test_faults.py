@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfer_platform.faults import InjectedFault, maybe_fail
+from mfer_platform.sweep.faults import InjectedFault, maybe_fail
 
 
 def test_raise_fires_once_at_its_epoch(tmp_path, monkeypatch):

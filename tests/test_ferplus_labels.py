@@ -8,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfer.config import ConfigError, DataConfig, LossConfig, TrainConfig, validate
+from mfer.config import ConfigError, DataConfig, LossConfig, TrainConfig
 from mfer.data.classes import BASIC8
 from mfer.data.formats.ferplus import LABEL_RULES, vote_distribution
 from mfer.data.synthetic import SyntheticSpec, crowd_votes, generate
 from mfer.data.synthetic import write_ferplus as write_synthetic_ferplus
 from mfer.losses import HEAD_LOSSES, MFERLoss
 from mfer.train import fit
+from mfer.validation import validate
 
 from .conftest import compose_train
 from .fer_fixtures import FERPLUS_ROWS, load, packed, report_of, write_ferplus

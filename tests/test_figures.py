@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 
 from mfer.data.decode import square_pixels
-from mfer_platform import store
-from mfer_platform.export import export_best
-from mfer_platform.figures.embedding import tsne
-from mfer_platform.figures.features import from_export
-from mfer_platform.figures.gradcam import cam_layers, grad_cams, gradcam_files
-from mfer_platform.stats import best_trial, compare, spec_from_record
+from mfer_platform.layout import read_sweep_record
+from mfer_platform.results import store
+from mfer_platform.serving.export import export_best
+from mfer_platform.report.figures.embedding import tsne
+from mfer_platform.report.figures.features import from_export
+from mfer_platform.report.figures.gradcam import cam_layers, grad_cams, gradcam_files
+from mfer_platform.results.stats import best_trial, compare, spec_from_record
 
 from .conftest import SHARED
 from .fake_sweep import EXPERIMENT, clone
@@ -52,8 +53,8 @@ def test_figures_cli_writes_a_self_contained_page_and_gradcam_grids(fake_sweep, 
     assert not re.search(r"<(script|img)[^>]+src=\"(?!data:)", page)  # everything inlined: opens offline
     assert page.count("Plotly.newPlot") == 2  # t-SNE panel, confusion matrices
     # Each panel is its group's best seed, embedded from the very features evaluation measured.
-    trials = store.load_trials(str(storage), EXPERIMENT)
-    cmp = compare(trials, spec_from_record(store.read_sweep_record(str(storage), EXPERIMENT)))
+    trials = store.read_experiment(str(storage), EXPERIMENT)[0]
+    cmp = compare(trials, spec_from_record(read_sweep_record(str(storage), EXPERIMENT)))
     for group in cmp.groups["group"]:
         assert f"compactness {best_trial(cmp, trials, group)['val_compactness']:.3f} (1 seed, 28 images)" in page
     grids = {p.stem for p in (tmp_path / "out" / "gradcam").glob("*.png")}

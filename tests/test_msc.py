@@ -30,7 +30,8 @@ def test_prediction_is_sum_of_head_logits():
     torch.manual_seed(0)
     model = build_model(ModelConfig(attn_variant="none"), 7).eval()
     x = torch.randn(2, 3, 32, 32)
-    heads, feature = model.forward_train(x)
+    out = model.forward_train(x)
+    heads, feature = out.logits, out.feature
     assert len(heads) == 3 and feature.shape == (2, model.num_features)
     torch.testing.assert_close(model(x), heads[0] + heads[1] + heads[2])
 

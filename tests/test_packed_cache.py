@@ -116,3 +116,15 @@ def test_touching_files_rebuilds_but_keeps_the_fingerprint(tree):
     touched = packed("folder", tree)
     assert touched.folder != first.folder and touched.content_hash == first.content_hash
     assert load("folder", tree).fingerprint == load("folder", tree).fingerprint
+
+
+def test_the_synthetic_generator_version_is_part_of_the_fingerprint(tmp_path, monkeypatch):
+    """A rendering change (a bumped GENERATOR_VERSION) is a new cache entry and a new fingerprint."""
+    from mfer.config import DataConfig
+    from mfer.data import registry
+
+    cfg = DataConfig(image_size=32, synthetic_train=40, synthetic_test=20, cache_dir=str(tmp_path))
+    before = registry.load_synthetic(cfg).fingerprint
+    monkeypatch.setattr(registry, "GENERATOR_VERSION", registry.GENERATOR_VERSION + 1)
+    assert registry.load_synthetic(cfg).fingerprint != before
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mfer_platform import cost, plan
-from mfer_platform.published import ABSENT, DSF_STANDIN, figure, row_figure
-from mfer_platform.runner import describe
-from mfer_platform.spaces import ROW_KEY, SEED_KEY, SpaceError, load_space, parse_space, spaces_root
-from mfer_platform.trainable import trial_values
+from mfer_platform.sweep import cost, plan
+from mfer_platform.report.published import ABSENT, DSF_STANDIN, figure, row_figure
+from mfer_platform.sweep.runner import describe
+from mfer_platform.keys import ROW_KEY, SEED_KEY
+from mfer_platform.overrides import trial_values
+from mfer_platform.sweep.spaces import SpaceError, load_space, parse_space, spaces_root
 
 STUDIES = sorted(p.stem for p in (spaces_root() / "paper").glob("*.yaml"))
 SMOKE = Path(__file__).resolve().parents[1] / "mfer_platform" / "conf" / "scale" / "smoke.yaml"
@@ -120,7 +121,7 @@ def test_every_study_runs_at_smoke_scale_with_the_paper_column(tmp_path, ray_env
 def test_report_sets_the_selected_models_per_class_test_accuracy_beside_the_papers():
     import pandas as pd
 
-    from mfer_platform.report import per_class_vs_paper
+    from mfer_platform.report.plots import per_class_vs_paper
 
     classes = ["AN", "DI", "FE", "HA", "NE", "SA", "SU"]
     trial = pd.Series({"seed": 2, "test_per_class_acc": [0.8, 0.5, 0.6, 0.95, 0.85, 0.8, 0.88]})

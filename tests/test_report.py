@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mfer_platform.report import pareto_figure
+from mfer_platform.report.plots import pareto_figure
 
 from .fake_sweep import EXPERIMENT, clone
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mfer_platform import plan
-from mfer_platform.spaces import SpaceError, decode_choice, encode_choice, load_space, spaces_root
+from mfer_platform.sweep import plan
+from mfer_platform.overrides import decode_choice, encode_choice
+from mfer_platform.sweep.spaces import SpaceError, load_space, spaces_root
 
 BAD = Path(__file__).parent / "fixtures" / "bad_spaces"
 

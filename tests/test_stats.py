@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mfer_platform.stats import (PAIRED, WELCH, CompareSpec, StatsError, compare, compute_spent, holm, pareto_front,
+from mfer_platform.results.stats import (PAIRED, WELCH, CompareSpec, StatsError, compare, compute_spent, holm, pareto_front,
                                  spec_from_record)
-from mfer_platform.tables import to_csv, to_latex, to_markdown
+from mfer_platform.report.tables import to_csv, to_latex, to_markdown
 
 F = "model.attn_variant"
 # variant -> {seed: (val_acc, test_acc)}. "ds" wins on validation, "global" on test: selection must

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mfer_platform import store
-from mfer_platform.store import classify, ingest, load_epochs, load_trials
+from mfer_platform.results import store
+from mfer_platform.results.store import classify, ingest, load_epochs, load_trials
 
 from .fake_sweep import CRASHED, EXPERIMENT, FACTOR, TRIALS, clone
 
@@ -115,8 +118,8 @@ def test_missing_experiment_names_the_path(storage):
 def test_an_extended_sweep_is_read_as_one(storage):
     """mfer-sweep grows a finished sweep as NAME-ext1, NAME-ext2, …: reports, figures and exports
     read them together (each trial's checkpoint under its own experiment)."""
-    from mfer_platform.export import read_checkpoint
-    from mfer_platform.summary import whole_sweep
+    from mfer_platform.results.checkpoints import read_checkpoint
+    from mfer_platform.results.summary import whole_sweep
 
     exp, ext = storage / EXPERIMENT, storage / f"{EXPERIMENT}-ext1"
     ext.mkdir()
@@ -142,3 +145,54 @@ def test_an_extended_sweep_is_read_as_one(storage):
 ])
 def test_status_vocabulary(ray_status, run, planned, error, expected):
     assert classify(ray_status, run, planned, error) == expected
+
+
+def _tree(root) -> dict:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_readers_never_write_the_storage_path(storage, tmp_path):
+    """Reports, figures and exports read a sweep without writing under storage_path (read-only
+    buckets work): with no store, or a stale one, they read the trial folders in memory."""
+    from mfer_platform.results.summary import whole_sweep
+    from mfer_platform.serving.export import export_best
+
+    before = _tree(storage)
+    res = whole_sweep(str(storage), EXPERIMENT)  # no store yet: read in memory
+    export_best(str(storage), EXPERIMENT, tmp_path / "export")
+    assert _tree(storage) == before and not (storage / "results").exists()
+    assert len(res.trials) == len(TRIALS) + 1 and set(res.epochs["trial_id"]) <= set(res.trials["trial_id"])
+
+    ingest(str(storage), EXPERIMENT)
+    stored = whole_sweep(str(storage), EXPERIMENT)  # current store: read from it
+    pd.testing.assert_frame_equal(stored.trials.drop(columns="ingested_at"), res.trials.drop(columns="ingested_at"),
+                                  check_dtype=False)
+    assert stored.cmp.best == res.cmp.best
+
+
+def test_a_stale_store_is_not_served(storage):
+    """A trial folder that changed after the last ingest (here: a trial's last epoch dropped, as if
+    the store was ingested before it finished) makes readers read the folders again."""
+    from mfer_platform.results.summary import whole_sweep
+
+    done = next(p for p in sorted((storage / EXPERIMENT).iterdir())
+                if (p / "result.json").is_file() and len((p / "result.json").read_text().splitlines()) == 2)
+    rows = (done / "result.json").read_text().splitlines()
+    (done / "result.json").write_text(rows[0] + "\n")
+    ingest(str(storage), EXPERIMENT)
+    (done / "result.json").write_text("\n".join(rows) + "\n")  # the trial reports its last epoch
+    stale = load_trials(str(storage), EXPERIMENT)
+    fresh = whole_sweep(str(storage), EXPERIMENT).trials
+    trial = stale.loc[stale["trial_dir"] == done.name, "trial_id"].iloc[0]
+    assert stale.set_index("trial_id").loc[trial, "epochs_run"] == 1
+    assert fresh.set_index("trial_id").loc[trial, "epochs_run"] == len(rows)
+
+
+def test_report_on_a_storage_path_it_cannot_write(storage, tmp_path):
+    """mfer-report runs ingest first; where the store cannot be written it says so and still reports."""
+    (storage / "results").write_text("a file where the store's folder would go: nothing can be written")
+    script = Path(sys.executable).with_name("mfer-report")
+    out = subprocess.run([str(script), f"storage_path={storage}", f"name={EXPERIMENT}", f"output_dir={tmp_path / 'r'}",
+                          "figures=false"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "not updated" in out.stderr and (tmp_path / "r" / "report.html").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mfer_platform.summary import whole_sweep
+from mfer_platform.results.summary import whole_sweep
 
 from .sweeps import (SMOKE, alive_nodes, assert_store_holds_each_trial_once, epoch_nodes, free_port, kill_group,
                      kill_processes_mentioning, sweep_cmd, sweep_through_fault, trial_epochs, trial_nodes,

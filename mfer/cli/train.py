@@ -15,9 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
-from mfer.config import to_train_config
 from mfer.model.backbone import WeightsError
 from mfer.train import EpochEnd, NonFiniteLossError, fit
+from mfer.validation import to_train_config
 
 log = logging.getLogger("mfer.train")
 
@@ -32,7 +32,9 @@ def _log_epoch(end: EpochEnd) -> None:
     )
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+# pkg://: Hydra then opens the config tree as the package mfer.conf, whose import registers the
+# TrainConfig schema train.yaml starts from (mfer/conf/__init__.py), as the compose API does.
+@hydra.main(config_path="pkg://mfer.conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     with user_errors(WeightsError, NonFiniteLossError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -30,6 +31,17 @@ class UnreadableImage(Exception):
 def is_image_name(name: str) -> bool:
     dot = name.rfind(".")
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given (a missing one is reported when read); folders searched recursively for images."""
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out += sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p.name))
+        else:
+            out.append(item)
+    return out
 
 
 def display_name(path: str) -> str:

@@ -22,7 +22,7 @@ from mfer.data.formats import affectnet, ferplus, folder, rafdb
 from mfer.data.formats.base import Listing
 from mfer.data.pack import pack
 from mfer.data.splits import stratified_split
-from mfer.data.synthetic import SyntheticSpec, generate
+from mfer.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate
 
 
 def carve_validation(train: ArraySplit, test: ArraySplit, classes, fingerprint: str, cfg: DataConfig) -> DatasetBundle:
@@ -37,13 +37,16 @@ def load_synthetic(cfg: DataConfig) -> DatasetBundle:
         "train": SyntheticSpec(cfg.synthetic_train, cfg.image_size, cfg.synthetic_seed * 2, cfg.synthetic_difficulty),
         "test": SyntheticSpec(cfg.synthetic_test, cfg.image_size, cfg.synthetic_seed * 2 + 1, cfg.synthetic_difficulty),
     }
-    key = "synthetic-" + hashlib.sha256(json.dumps({k: repr(v) for k, v in specs.items()}).encode()).hexdigest()[:16]
+    # The generator's version is part of the identity: a rendering change makes new arrays, a new
+    # cache entry and a new dataset fingerprint, instead of silently reusing stale images.
+    identity = {"generator_version": GENERATOR_VERSION, "specs": {k: repr(v) for k, v in specs.items()}}
+    key = "synthetic-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     def build():
         arrays = {}
         for split, spec in specs.items():
             arrays[f"{split}_images"], arrays[f"{split}_labels"] = generate(spec)
-        return arrays, {"dataset": "synthetic", "specs": {k: repr(v) for k, v in specs.items()}, "classes": BASIC7}
+        return arrays, {"dataset": "synthetic", **identity, "classes": BASIC7}
 
     arrays, _ = cached(cache_root(cfg.cache_dir), key, build)
     train = ArraySplit(arrays["train_images"], np.asarray(arrays["train_labels"]))

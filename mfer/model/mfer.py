@@ -2,12 +2,14 @@
 Msc heads (spec §1, Fig. 1).
 
 It honours timm's model contract (``forward_features``, ``forward_head(pre_logits=)``), so
-``forward`` returns the summed logits of all heads — what MFER predicts with — while
-``forward_train`` also returns each head's logits and the pooled feature the losses need.
+``forward`` returns the summed logits of all heads — what MFER predicts with — and the trainer's
+contract (``mfer.model.output``): ``forward_train`` returns a ``ModelOutput`` with each head's
+logits, the pooled feature the losses need and, on request, the stages' feature maps. MFER has
+no auxiliary losses of its own.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Collection, Optional
 
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from mfer.config import ModelConfig
 from mfer.model.attention import build_attention
 from mfer.model.backbone import create_backbone, load_pretrained
 from mfer.model.msc import build_classifier
+from mfer.model.output import ModelOutput
 
 
 class MFER(nn.Module):
@@ -35,13 +38,24 @@ class MFER(nn.Module):
         self.num_features = self.backbone.num_features
         self.head = build_classifier(self.num_features, num_classes, list(cfg.msc_fractions))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_maps(self, x: torch.Tensor, keep: Collection[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The final normalised feature map, and the stage outputs named in ``keep``: ``stage1`` …
+        ``stage4``, each after its attention block if any (only those are held, to spare memory)."""
+        unknown = set(keep) - {f"stage{i}" for i in range(1, len(self.backbone.stages) + 1)}
+        if unknown:
+            raise KeyError(f"no feature maps named {sorted(unknown)}; this model has stage1 … stage{len(self.backbone.stages)}")
+        maps = {}
         x = self.backbone.stem(x)
         for i, stage in enumerate(self.backbone.stages, start=1):
             x = stage(x)
             if str(i) in self.attn:
                 x = self.attn[str(i)](x)
-        return self.backbone.norm_pre(x)
+            if f"stage{i}" in keep:
+                maps[f"stage{i}"] = x
+        return self.backbone.norm_pre(x), maps
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_maps(x)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         feature = self.backbone.forward_head(x, pre_logits=True)
@@ -51,10 +65,12 @@ class MFER(nn.Module):
         """Summed logits of all Msc heads for a pooled feature (evaluation needs both, from one pooling)."""
         return torch.stack(self.head(feature)).sum(0)
 
-    def forward_train(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(logits of each head, pooled normalised feature)."""
-        feature = self.backbone.forward_head(self.forward_features(x), pre_logits=True)
-        return self.head(feature), feature
+    def forward_train(self, x: torch.Tensor, maps: Collection[str] = ()) -> ModelOutput:
+        """Each head's logits and the pooled normalised feature, plus the stage outputs ``maps``
+        names (see ``feature_maps``)."""
+        fmap, kept = self.feature_maps(x, maps)
+        feature = self.backbone.forward_head(fmap, pre_logits=True)
+        return ModelOutput(self.head(feature), feature, kept)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -1,41 +1,33 @@
 """``fit``: one MFER training run, start to finish, with no orchestration framework inside.
 
-The loop: AdamW over model + feature-loss centres, an epoch-level LR schedule, AMP and
-channels_last on CUDA, gradient clipping, tensor-side augmentation. Model selection uses the
-validation split carved from train; the test split is evaluated once, for the selected epoch,
-after the last epoch (fer_pitfalls #2). After every epoch a full-state checkpoint is written
-and ``on_epoch`` is called: the sweep platform reports to Ray Tune through that hook, so this
+``fit`` composes named steps: build the run (``mfer.train.build``), start or resume its progress
+(``mfer.train.checkpoint``), then per epoch train (``mfer.train.engine.train_one_epoch``), step
+the LR schedule, validate and select, checkpoint, and after the last epoch test once; finally
+the summary. Model selection uses the validation split carved from train; the test split is
+evaluated once, for the selected epoch, after the last epoch (fer_pitfalls #2). After every
+epoch ``on_epoch`` is called: the sweep platform reports to Ray Tune through that hook, so this
 module never imports Ray.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import resource
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from mfer.config import TrainConfig, config_hash, to_dict, validate
-from mfer.data.augment import BatchAugment, to_model_input
-from mfer.data.batches import epoch_order, iterate_batches
-from mfer.data.registry import load_dataset
-from mfer.device import resolve_device
-from mfer.losses import MFERLoss
-from mfer.model import build_model, parameter_breakdown
-from mfer.provenance import environment, git_commit
-from mfer.train.checkpoint import add_to_meta, load_state, save_checkpoint
-from mfer.train.evaluate import evaluate
-from mfer.train.schedule import SCHEDULERS, build_scheduler
+from mfer.config import TrainConfig
+from mfer.train.build import TrainingRun, build_run
+from mfer.train.checkpoint import (Progress, add_to_meta, fresh_progress, load_weights, resume, save_progress,
+                                   snapshot_weights)
+from mfer.train.engine import train_one_epoch
+from mfer.validation import validate
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN/inf: the run stops instead of producing garbage."""
+# The scalar metrics of one evaluation, reported per epoch for val and once for test.
+SPLIT_METRICS = ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")
 
 
 @dataclass
@@ -48,58 +40,85 @@ class EpochEnd:
     is_last: bool
 
 
-def autocast_factory(amp: str, device: torch.device) -> tuple[Callable, Optional[torch.dtype]]:
-    """A context-manager factory for mixed precision (none on CPU), and the dtype it uses."""
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext, None
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return partial(torch.autocast, device_type="cuda", dtype=dtype), dtype
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919) % (2**63)
-
-
-def _param_groups(model: torch.nn.Module, criterion: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices/kernels only; not on norms, biases or class centres."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    no_decay += list(criterion.parameters())
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _apply_optim_config(opt: torch.optim.Optimizer, sched, cfg: TrainConfig) -> None:
-    """After loading optimizer state, the config's lr and weight decay win over the saved ones.
-
-    For a plain resume they are equal; for PBT's exploit step (another trial's checkpoint with a
-    mutated config) this is what makes the mutation take effect.
-    """
-    sched.base_lrs = [cfg.optim.lr] * len(opt.param_groups)
-    factor = SCHEDULERS[cfg.optim.scheduler](cfg.optim, cfg.trainer.epochs)(sched.last_epoch)
-    for group in opt.param_groups:
-        group["initial_lr"] = cfg.optim.lr
-        group["lr"] = cfg.optim.lr * factor
-    opt.param_groups[0]["weight_decay"] = cfg.optim.weight_decay  # group 0 is the decayed one
-
-
-def _weights(model: torch.nn.Module, criterion: torch.nn.Module) -> dict[str, torch.Tensor]:
-    out = {f"model.{k}": v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    out.update({f"loss.{k}": v.detach().to("cpu", copy=True) for k, v in criterion.state_dict().items()})
-    return out
-
-
-def _load_weights(model: torch.nn.Module, criterion: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
-    criterion.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("loss.")})
-
-
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> dict:
+    """Train epoch ``epoch``, step the LR schedule, score the validation split and keep the weights
+    if the epoch is the best so far; returns the flat metrics the hook receives."""
+    t0 = time.perf_counter()
+    stats = train_one_epoch(run, epoch)
+    progress.train_images += stats.seen
+    progress.train_seconds += stats.seconds
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    val = run.evaluate(run.data.val)
+    metric = run.cfg.trainer.selection_metric
+    score = val[metric.removeprefix("val_")]
+    if score > progress.best["score"]:
+        progress.best = {"score": score, "epoch": epoch + 1, "val": val}
+        progress.best_weights = snapshot_weights(run.model, run.criterion)
+    row = {
+        "epoch": epoch + 1, "train_loss": stats.loss, **{f"val_{m}": val[m] for m in SPLIT_METRICS}, "lr": lr,
+        "epoch_s": time.perf_counter() - t0, "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
+    }
+    progress.history.append(row)
+    progress.epoch = epoch + 1
+    return {
+        **row,
+        "selected_epoch": progress.best["epoch"],
+        "best_" + metric: progress.best["score"],
+        "images_per_s": progress.train_images / max(progress.train_seconds, 1e-9),
+        "params": run.static["params"],
+    }
+
+
+def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dict:
+    """Evaluate the selected epoch's weights on the test split, once; the checkpoint keeps the
+    split's per-class view too, so reports need no re-run."""
+    load_weights(run.model, run.criterion, progress.best_weights)
+    test = run.evaluate(run.data.test)
+    add_to_meta(checkpoint, {"test": {k: test[k] for k in ("per_class_acc", "confusion", "n")}})
+    return test
+
+
+def run_epoch(run: TrainingRun, progress: Progress, epoch: int, ckpt_dir: Path) -> tuple[EpochEnd, Optional[dict]]:
+    """One epoch end to end: train and validate, checkpoint when due, and after the last epoch
+    test; returns the hook's EpochEnd and the test evaluation (None before the last epoch)."""
+    tc = run.cfg.trainer
+    is_last = epoch + 1 == tc.epochs
+    result = train_and_validate(run, progress, epoch)
+    saved = None
+    if is_last or (epoch + 1) % max(1, tc.checkpoint_every) == 0:
+        saved = save_progress(run, progress, ckpt_dir, result)
+    test = None
+    if is_last and tc.evaluate_test:
+        test = test_selected(run, progress, saved)
+        result.update({f"test_{m}": test[m] for m in SPLIT_METRICS})
+    return EpochEnd(epoch + 1, dict(result), saved, is_last), test
+
+
+def summarize(run: TrainingRun, progress: Progress, test: Optional[dict], wall_s: float) -> dict:
+    """metrics.json: the selected epoch's validation metrics, the test evaluation, throughput,
+    the static provenance and the per-epoch history."""
+    sel = progress.best["val"]
+    summary = {
+        **{f"val_{m}": sel[m] for m in ("acc", "mean_class_acc", "macro_f1", "loss")},
+        "val_compactness": sel.get("compactness"),  # absent from older checkpoints
+        "val_per_class_acc": sel["per_class_acc"], "val_confusion": sel["confusion"],
+        "selected_epoch": progress.best["epoch"], "epochs_run": len(progress.history),
+        "images_per_s": progress.train_images / max(progress.train_seconds, 1e-9),
+        "wall_s": wall_s, "train_s": progress.train_seconds,
+        "peak_memory_mb": _peak_memory_mb(run.device),
+    }
+    if test is not None:
+        summary.update({f"test_{m}": test[m] for m in SPLIT_METRICS})
+        summary.update({"test_per_class_acc": test["per_class_acc"], "test_confusion": test["confusion"],
+                        "test_n": test["n"]})
+    return {**summary, **run.static, "history": progress.history}
 
 
 def fit(
@@ -113,159 +132,16 @@ def fit(
     cfg = validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tc, dc = cfg.trainer, cfg.data
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
-    if tc.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = not tc.deterministic
-    channels_last = tc.channels_last and device.type == "cuda"
-    autocast, amp_dtype = autocast_factory(tc.amp, device)
-
-    data = load_dataset(dc)
-    k = len(data.classes)
-    torch.manual_seed(tc.seed)
-    model = build_model(cfg.model, k).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    criterion = MFERLoss(cfg.loss, k, model.num_features, dc.ferplus_labels).to(device)
-    params = [p for group in _param_groups(model, criterion, cfg.optim.weight_decay) for p in group["params"]]
-    opt = torch.optim.AdamW(
-        _param_groups(model, criterion, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas)
-    )
-    sched = build_scheduler(opt, cfg.optim, tc.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    augment = BatchAugment(dc.hflip, dc.random_erasing, tuple(dc.erasing_scale), dc.multires)
-    run_eval = partial(evaluate, num_classes=k, batch_size=dc.eval_batch_size, device=device,
-                       size=dc.image_size, channels_last=channels_last, autocast=autocast)
-
-    breakdown = parameter_breakdown(model)
-    static = {
-        "params": breakdown["total"],
-        "params_breakdown": breakdown,
-        "classes": list(data.classes),
-        "split_counts": data.counts(),
-        "config": to_dict(cfg),
-        "config_hash": config_hash(cfg),
-        "dataset_fingerprint": data.fingerprint,
-        "weights_sha256": model.weights_sha256,
-        "git_commit": git_commit(),
-        "environment": environment(),
-        "device": str(device),
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
-    }
-    history: list[dict] = []
-    best = {"score": -math.inf, "epoch": 0, "val": None}
-    best_weights = _weights(model, criterion)
-    train_images, train_seconds, start_epoch = 0, 0.0, 0
-    if resume_from is not None:
-        st = load_state(Path(resume_from))
-        model.load_state_dict(st["model"])
-        criterion.load_state_dict(st["loss"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st["scaler"])
-        _apply_optim_config(opt, sched, cfg)
-        start_epoch, history, best = st["epoch"], st["history"], st["best"]
-        train_images, train_seconds = st["train_images"], st["train_seconds"]
-        from safetensors.torch import load_file
-
-        best_weights = load_file(str(Path(resume_from) / "best_model.safetensors"))
-
-    ckpt_dir = run_dir / "checkpoint"
-    train = data.train
-    drop_last = len(train) > dc.batch_size
-    result: dict = {}
-    for epoch in range(start_epoch, tc.epochs):
-        is_last = epoch + 1 == tc.epochs
-        torch.manual_seed(epoch_seed(tc.seed, epoch))
-        model.train()
-        criterion.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        steps = seen = 0
-        order = epoch_order(train.labels, tc.seed, epoch, shuffle=True, balanced=dc.balanced_sampler)
-        batches = iterate_batches(train, dc.batch_size, device, order, drop_last, tc.max_steps_per_epoch)
-        for x_u8, y, *soft in batches:  # soft: [(B, K) targets] under FERPlus's vote rules, else []
-            x = augment(to_model_input(x_u8, dc.image_size, channels_last))
-            with autocast():
-                head_logits, feature = model.forward_train(x)
-            loss = criterion(head_logits, feature, y, *soft)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            loss_sum += loss.detach()
-            steps += 1
-            seen += len(y)
-        train_loss = (loss_sum / max(steps, 1)).item()  # one host sync per epoch
-        epoch_train_s = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            raise NonFiniteLossError(
-                f"training loss became {train_loss} in epoch {epoch + 1}; lower optim.lr "
-                f"(now {cfg.optim.lr}) or loss.weight (now {cfg.loss.weight}), or enable optim.grad_clip"
-            )
-        train_images += seen
-        train_seconds += epoch_train_s
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-
-        val = run_eval(model, data.val)
-        score = val[tc.selection_metric.removeprefix("val_")]
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, "val": val}
-            best_weights = _weights(model, criterion)
-        row = {
-            "epoch": epoch + 1, "train_loss": train_loss, "val_acc": val["acc"],
-            "val_mean_class_acc": val["mean_class_acc"], "val_macro_f1": val["macro_f1"],
-            "val_loss": val["loss"], "val_compactness": val["compactness"], "lr": lr,
-            "epoch_s": time.perf_counter() - t0, "train_images_per_s": seen / max(epoch_train_s, 1e-9),
-        }
-        history.append(row)
-        result = {
-            **row,
-            "selected_epoch": best["epoch"],
-            "best_" + tc.selection_metric: best["score"],
-            "images_per_s": train_images / max(train_seconds, 1e-9),
-            "params": breakdown["total"],
-        }
-        saved = None
-        if is_last or (epoch + 1) % max(1, tc.checkpoint_every) == 0:
-            state = {
-                "model": model.state_dict(), "loss": criterion.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                "history": history, "best": best, "train_images": train_images, "train_seconds": train_seconds,
-            }
-            saved = save_checkpoint(ckpt_dir, state, best_weights, {**static, "history": history, "last": result})
-        if is_last and tc.evaluate_test:
-            _load_weights(model, criterion, best_weights)
-            test = run_eval(model, data.test)
-            result.update({f"test_{m}": test[m] for m in ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")})
-            # The checkpoint carries the test split's per-class view too, so reports need no re-run.
-            add_to_meta(saved, {"test": {k2: test[k2] for k2 in ("per_class_acc", "confusion", "n")}})
+    run = build_run(cfg)
+    progress = fresh_progress(run) if resume_from is None else resume(run, Path(resume_from))
+    if progress.epoch >= cfg.trainer.epochs:
+        raise RuntimeError(f"nothing to train: the checkpoint already holds {progress.epoch} of "
+                           f"{cfg.trainer.epochs} epochs")
+    test = None
+    for epoch in range(progress.epoch, cfg.trainer.epochs):
+        end, test = run_epoch(run, progress, epoch, run_dir / "checkpoint")
         if on_epoch is not None:
-            on_epoch(EpochEnd(epoch + 1, dict(result), saved, is_last))
-
-    if not history:
-        raise RuntimeError(f"nothing to train: the checkpoint already holds {start_epoch} of {tc.epochs} epochs")
-    sel = best["val"]
-    summary = {
-        "val_acc": sel["acc"], "val_mean_class_acc": sel["mean_class_acc"], "val_macro_f1": sel["macro_f1"],
-        "val_loss": sel["loss"], "val_compactness": sel.get("compactness"),  # absent from older checkpoints
-        "val_per_class_acc": sel["per_class_acc"], "val_confusion": sel["confusion"],
-        "selected_epoch": best["epoch"], "epochs_run": len(history),
-        "images_per_s": train_images / max(train_seconds, 1e-9),
-        "wall_s": time.perf_counter() - t_start, "train_s": train_seconds,
-        "peak_memory_mb": _peak_memory_mb(device),
-    }
-    if tc.evaluate_test:
-        summary.update({k2: v for k2, v in result.items() if k2.startswith("test_")})
-        summary.update({"test_per_class_acc": test["per_class_acc"], "test_confusion": test["confusion"],
-                        "test_n": test["n"]})
-    metrics = {**summary, **static, "history": history}
+            on_epoch(end)
+    metrics = summarize(run, progress, test, time.perf_counter() - t_start)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics

@@ -10,9 +10,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
-from mfer_platform.export import CARD, METRICS_FILE, ExportError, export_best
-from mfer_platform.stats import StatsError
-from mfer_platform.store import StoreError
+from mfer_platform.serving.export import CARD, METRICS_FILE, ExportError, export_best
+from mfer_platform.results.stats import StatsError
+from mfer_platform.layout import StoreError
 
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")

@@ -12,10 +12,10 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from mfer.cli.errors import user_errors
-from mfer_platform.export import ExportError
-from mfer_platform.figures.sweep import FigureOptions, write_sweep_figures
-from mfer_platform.stats import StatsError
-from mfer_platform.store import StoreError
+from mfer_platform.serving.export import ExportError
+from mfer_platform.report.figures.sweep import FigureOptions, write_sweep_figures
+from mfer_platform.results.stats import StatsError
+from mfer_platform.layout import StoreError
 
 
 @hydra.main(config_path="../conf", config_name="figures", version_base="1.3")

@@ -15,8 +15,9 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from mfer.cli.errors import user_errors
-from mfer_platform.export import ExportError, load_exported
-from mfer_platform.predict import PredictOptions, list_images, predict_files
+from mfer_platform.serving.export import ExportError, load_exported
+from mfer.data.decode import list_images
+from mfer_platform.serving.predict import PredictOptions, predict_files
 
 
 @hydra.main(config_path="../conf", config_name="predict", version_base="1.3")

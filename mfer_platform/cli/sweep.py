@@ -13,12 +13,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
-from mfer_platform.runner import ClusterSettings, SweepRequest, describe, normalize_storage, run_sweep
-from mfer_platform.spaces import SearchSpace, SpaceError, load_space
-from mfer_platform.stats import StatsError
-from mfer_platform.store import StoreError
-from mfer_platform.summary import sweep_comparison
-from mfer_platform.tables import to_markdown
+from mfer_platform.layout import StoreError, normalize_storage
+from mfer_platform.report.published import paper_column
+from mfer_platform.report.tables import to_markdown
+from mfer_platform.results import store
+from mfer_platform.results.stats import StatsError
+from mfer_platform.results.summary import compare_experiments
+from mfer_platform.sweep.runner import ClusterSettings, SweepRequest, describe, run_sweep
+from mfer_platform.sweep.spaces import SearchSpace, SpaceError, load_space
 
 
 def _section_overrides(cfg: DictConfig) -> dict:
@@ -52,10 +54,12 @@ def main(cfg: DictConfig) -> None:
             return
         cluster = ClusterSettings(**OmegaConf.to_container(cfg.cluster))
         experiments = run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
-        res = sweep_comparison(storage, experiments)
+        for experiment in experiments:
+            store.ingest(storage, experiment)
+        res = compare_experiments(storage, experiments)
     statuses = ", ".join(f"{n} {s}" for s, n in res.trials["status"].value_counts().items())
     print(f"\n{len(res.trials)} trials ({statuses}); results store: {storage}/results/trials.parquet\n")
-    print(to_markdown(res.cmp, res.paper))
+    print(to_markdown(res.cmp, paper_column(res.cmp, res.record)))
     print(f"\nreport: mfer-report storage_path={storage} name={name} output_dir=reports/{name}")
 
 

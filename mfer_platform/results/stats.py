@@ -23,15 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-# Every metric the comparison summarises, with the direction that is better. Compactness is
-# mfer.metrics.feature_compactness (intra- over inter-class distance of the pooled features):
-# lower means tighter classes, the property MFER's feature losses aim at.
-METRIC_MODES = {
-    "val_acc": "max", "val_mean_class_acc": "max", "val_macro_f1": "max",
-    "test_acc": "max", "test_mean_class_acc": "max", "test_macro_f1": "max",
-    "val_compactness": "min", "test_compactness": "min",
-}
-METRICS = tuple(METRIC_MODES)
+from mfer_platform.keys import COMPARED_METRICS, METRIC_MODES
+
 STAT_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "delta", "delta_ci_low",
                 "delta_ci_high", "test", "n_pairs", "p_value", "p_holm")
 PAIRED, WELCH, NO_TEST = "paired t", "Welch t", "none (n<2)"
@@ -47,7 +40,7 @@ class CompareSpec:
     metric: str = "val_acc"  # validation metric that picks the best group
     mode: str = "max"
     baseline: Optional[dict[str, Any]] = None  # {dotted key: value} naming the reference group
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = COMPARED_METRICS
     confidence: float = 0.95
 
     def __post_init__(self) -> None:

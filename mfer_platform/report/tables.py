@@ -12,25 +12,14 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from mfer_platform.stats import METRIC_MODES, NO_TEST, PAIRED, Comparison
+from mfer_platform.keys import METRIC_MODES, PRETTY, RATIOS
+from mfer_platform.results.cells import fmt, metric_cell, p_text
+from mfer_platform.results.stats import NO_TEST, PAIRED, Comparison
 
 if TYPE_CHECKING:
-    from mfer_platform.published import PaperColumn
+    from mfer_platform.report.published import PaperColumn
 
-PRETTY = {
-    "val_acc": "val acc", "val_mean_class_acc": "val mean-class acc", "val_macro_f1": "val macro-F1",
-    "test_acc": "test acc", "test_mean_class_acc": "test mean-class acc", "test_macro_f1": "test macro-F1",
-    "val_compactness": "val compactness", "test_compactness": "test compactness",
-}
-# Metrics that are ratios, not fractions: displayed as they are, not as percentages.
-RATIOS = frozenset({"val_compactness", "test_compactness"})
 BEST, BASELINE, REFERENCE = "★", "baseline", "reference"
-
-
-def fmt(metric: str, x: float, signed: bool = False) -> str:
-    """A metric's value for display: ``81.23`` (percent) or ``0.412`` (ratio)."""
-    scaled, digits = (x, 3) if metric in RATIOS else (100 * x, 2)
-    return f"{scaled:{'+' if signed else ''}.{digits}f}"
 
 
 def column_name(metric: str, delta_vs: Optional[str] = None) -> str:
@@ -39,20 +28,6 @@ def column_name(metric: str, delta_vs: Optional[str] = None) -> str:
     if delta_vs is None:
         return name + ("" if metric in RATIOS else " (%)")
     return f"Δ {name} vs {delta_vs}" + ("" if metric in RATIOS else " (pp)")
-
-
-def _p(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
-
-
-def metric_cell(s: Mapping[str, Any]) -> str:
-    """``81.23 ± 0.45 [80.11, 82.35] (n=3)``; a single run shows its value and n=1 only."""
-    if s["n"] == 0:
-        return "– (n=0)"
-    m = s["metric"]
-    if s["n"] < 2:
-        return f"{fmt(m, s['mean'])} (n={s['n']})"
-    return f"{fmt(m, s['mean'])} ± {fmt(m, s['std'])} [{fmt(m, s['ci_low'])}, {fmt(m, s['ci_high'])}] (n={s['n']})"
 
 
 def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
@@ -67,7 +42,7 @@ def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
         return f"{delta} (no test: n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']})"
     n = f"n={s['n_pairs']} pairs" if s["test"] == PAIRED else f"n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']}"
     ci = f"[{fmt(m, s['delta_ci_low'], True)}, {fmt(m, s['delta_ci_high'], True)}]"
-    p = "p=n/a" if math.isnan(s["p_holm"]) else _p(s["p_holm"])
+    p = "p=n/a" if math.isnan(s["p_holm"]) else p_text(s["p_holm"])
     return f"{delta} {ci} {p} Holm ({s['test']}, {n})"
 
 

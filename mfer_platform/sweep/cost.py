@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mfer_platform import plan
-from mfer_platform.spaces import SearchSpace
+from mfer_platform.sweep import plan
+from mfer_platform.sweep.spaces import SearchSpace
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 # Official train-split sizes (../shared/reference/mfer_spec.md §2, datasets.md; FERPlus: FER2013 Training).
 TRAIN_IMAGES = {"rafdb": 12_271, "affectnet7": 283_901, "affectnet8": 287_651, "ferplus": 28_709}
 OFFICIAL_VAL_IMAGES = {"ferplus": 3_589}  # PublicTest; the others carve val_fraction from train

@@ -16,25 +16,14 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from mfer.data.decode import UnreadableImage, display_name, is_image_name, read_image, square_pixels
-from mfer_platform.export import ExportedModel
+from mfer.data.decode import UnreadableImage, display_name, read_image, square_pixels
+from mfer_platform.serving.export import ExportedModel
 
 
 @dataclass
 class PredictOptions:
     batch_size: int = 32
     align: bool = False  # MTCNN face alignment first (needs facenet-pytorch)
-
-
-def list_images(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given (a missing one is reported when read); folders searched recursively for images."""
-    out: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p.name))
-        else:
-            out.append(item)
-    return out
 
 
 def _aligner(exported: ExportedModel):

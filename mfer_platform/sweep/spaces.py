@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,18 +37,15 @@ from typing import Any, Iterable, Optional
 import yaml
 from omegaconf import OmegaConf
 
-from mfer.config import ConfigError, TrainConfig, flatten, to_dict, to_train_config
+from mfer.config import ConfigError, TrainConfig, flatten, to_dict
+from mfer.validation import to_train_config
+from mfer_platform.keys import COST_METRICS, ROW_KEY, SEARCH_METRICS, SEED_KEY
+from mfer_platform.layout import is_uri
+from mfer_platform.overrides import apply_overrides
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "int")
 ALGORITHMS = ("grid", "random", "optuna_tpe", "optuna_cmaes", "optuna_multi")
-SCHEDULERS = ("asha", "hyperband", "pbt", "none")
-SEED_KEY = "trainer.seed"
-ROW_KEY = "row"  # the grid axis of a space's named rows; a trial's params keep the row's name
-# Metrics the trainer reports every epoch (what a searcher or scheduler may optimise).
-METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val_compactness", "train_loss",
-           "best_val_acc")
-# What else a trial reports every epoch that a multi-objective search may trade off against accuracy.
-COST_METRICS = ("params", "images_per_s", "epoch_s")
+TUNE_SCHEDULERS = ("asha", "hyperband", "pbt", "none")
 
 
 class SpaceError(ValueError):
@@ -176,17 +172,9 @@ def absolute_paths(base: dict) -> dict:
     for key in PATH_KEYS:
         section, field_name = key.split(".")
         value = out.get(section, {}).get(field_name)
-        if value and "://" not in str(value):
+        if value and not is_uri(str(value)):
             out[section][field_name] = str(Path(str(value)).expanduser().resolve())
     return out
-
-
-def apply_overrides(base: dict, values: dict[str, Any]) -> TrainConfig:
-    """``base`` (nested dict) with dotted-key values set, validated into a TrainConfig."""
-    cfg = OmegaConf.create(copy.deepcopy(base))
-    for key, value in values.items():
-        OmegaConf.update(cfg, key, value, merge=False)
-    return to_train_config(OmegaConf.to_container(cfg))
 
 
 def _err(source: str, key: str, msg: str) -> SpaceError:
@@ -254,8 +242,8 @@ def _check_combination(source: str, s: SearchSpace) -> None:
     alg, sch = s.search.algorithm, s.scheduler.name
     if alg not in ALGORITHMS:
         raise _err(source, "search.algorithm", f"unknown {alg!r}; use one of {ALGORITHMS}")
-    if sch not in SCHEDULERS:
-        raise _err(source, "scheduler.name", f"unknown {sch!r}; use one of {SCHEDULERS}")
+    if sch not in TUNE_SCHEDULERS:
+        raise _err(source, "scheduler.name", f"unknown {sch!r}; use one of {TUNE_SCHEDULERS}")
     if s.search.mode not in ("max", "min"):
         raise _err(source, "search.mode", "must be max or min")
     grid = [p.key for p in s.params if p.kind == "grid"] + ([ROW_KEY] if s.rows else [])
@@ -267,7 +255,7 @@ def _check_combination(source: str, s: SearchSpace) -> None:
         raise _err(source, "search.algorithm", f"{alg} cannot take grid parameters {grid}: use choice, or algorithm grid")
     if alg.startswith("optuna") and not s.params:
         raise _err(source, "params", f"{alg} needs at least one parameter to search")
-    reported = METRICS + COST_METRICS
+    reported = SEARCH_METRICS + COST_METRICS
     for metric, mode in s.search.objectives.items():
         if metric not in reported:
             raise _err(source, f"search.objectives.{metric}",
@@ -295,8 +283,8 @@ def _check_combination(source: str, s: SearchSpace) -> None:
         raise _err(source, "resources", f"need cpu > 0 and gpu >= 0, got {s.resources}")
     if s.resources.gpu > 1 and not float(s.resources.gpu).is_integer():
         raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
-    if s.search.metric not in METRICS:
-        raise _err(source, "search.metric", f"unknown metric {s.search.metric!r}; use one of {sorted(METRICS)}")
+    if s.search.metric not in SEARCH_METRICS:
+        raise _err(source, "search.metric", f"unknown metric {s.search.metric!r}; use one of {sorted(SEARCH_METRICS)}")
 
 
 def _parse_rows(source: str, raw: Any, known: dict[str, Any], params: list[Param], base: dict) -> dict[str, dict]:
@@ -383,12 +371,3 @@ def load_space(name: str, overrides: dict[str, Any] | None = None, extra_base: l
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: not valid YAML: {e}") from None
     return parse_space(raw, name, str(path), overrides, extra_base)
-
-
-def encode_choice(value: Any) -> Any:
-    """Optuna's categorical takes only scalars: lists (e.g. Msc fractions) travel as JSON strings."""
-    return value if value is None or isinstance(value, (bool, int, float, str)) else "json:" + json.dumps(value)
-
-
-def decode_choice(value: Any) -> Any:
-    return json.loads(value[5:]) if isinstance(value, str) and value.startswith("json:") else value

@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mfer_platform.pages import LAYOUT
-from mfer_platform.stats import Comparison, best_trial, plain
+from mfer_platform.report.pages import LAYOUT
+from mfer_platform.results.stats import Comparison, best_trial, plain
 
 
 def _matrices_figure(shown: list[tuple[str, list]], classes: list[str], title: str) -> go.Figure:

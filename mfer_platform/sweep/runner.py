@@ -7,21 +7,19 @@ trials retried from their checkpoints), so no trial is lost or duplicated.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Optional
 
 from mfer.config import to_dict
-from mfer_platform import capacity, cost, plan
-from mfer_platform.spaces import SearchSpace, SpaceError
+from mfer_platform.layout import SWEEP_FILE, StoreError, check_writable, experiment_chain, experiment_path, write_json
+from mfer_platform.sweep import capacity, cost, plan
+from mfer_platform.sweep.spaces import SearchSpace, SpaceError
 
-SWEEP_FILE = "mfer_sweep.json"
 log = logging.getLogger("mfer_platform")
 
 
@@ -42,35 +40,6 @@ class SweepRequest:
     storage_path: str
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     max_failures: int = 2  # retries of a crashed trial, each from its latest checkpoint
-
-
-def is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def normalize_storage(storage_path: str) -> str:
-    """Absolute local path or a pyarrow filesystem URI (s3://, gs://, file://…)."""
-    return storage_path if is_uri(storage_path) else str(Path(storage_path).expanduser().resolve())
-
-
-def check_storage_writable(storage_path: str) -> None:
-    """Fail before launch, naming the path, when results could never be written there."""
-    import pyarrow.fs as pafs
-
-    try:
-        fs, root = pafs.FileSystem.from_uri(storage_path) if is_uri(storage_path) else (pafs.LocalFileSystem(), storage_path)
-        fs.create_dir(root, recursive=True)
-        probe = f"{root.rstrip('/')}/.mfer-write-probe-{os.getpid()}"
-        with fs.open_output_stream(probe) as f:
-            f.write(b"ok")
-        fs.delete_file(probe)
-    except Exception as e:
-        raise SpaceError(f"storage_path={storage_path!r} is not writable ({e}); "
-                         "choose a folder or bucket this user can write") from None
-
-
-def experiment_path(storage_path: str, name: str) -> str:
-    return f"{storage_path.rstrip('/')}/{name}"
 
 
 def describe(space: SearchSpace, name: str, storage_path: str) -> str:
@@ -141,9 +110,7 @@ def check_resources(space: SearchSpace, autoscaling: bool = False) -> int:
     return int(max(1, min(slots, space.search.max_concurrent)))
 
 
-def _write_sweep_record(req: SweepRequest, path: str, extends: Optional[str]) -> None:
-    import pyarrow.fs as pafs
-
+def _write_sweep_record(req: SweepRequest, name: str, extends: Optional[str]) -> None:
     s = req.space
     record = {
         "name": req.name, "search_space": s.name, "source": s.source, "description": s.description,
@@ -154,10 +121,7 @@ def _write_sweep_record(req: SweepRequest, path: str, extends: Optional[str]) ->
         "extends": extends, "trial_count": s.trial_count(), "rows": s.rows, "dataset": s.dataset,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    fs, root = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/{SWEEP_FILE}") as f:
-        f.write(json.dumps(record, indent=1).encode())
+    write_json(req.storage_path, f"{name}/{SWEEP_FILE}", record)
 
 
 def _prepare_data_once(space: SearchSpace) -> None:
@@ -169,12 +133,12 @@ def _prepare_data_once(space: SearchSpace) -> None:
 
 
 def _chain(storage_path: str, name: str) -> list[str]:
-    """The experiment and its extensions, oldest first (``name``, ``name-ext1``, …) that exist."""
-    from ray import tune
-
-    chain = [name]
-    while tune.Tuner.can_restore(experiment_path(storage_path, f"{name}-ext{len(chain)}")):
-        chain.append(f"{name}-ext{len(chain)}")
+    """The sweep's experiments that Ray can restore, oldest first (``layout.experiment_chain``'s rule,
+    cut after the last one whose Tuner state exists: an extension killed before its Tuner started is
+    launched again, not resumed)."""
+    chain = experiment_chain(storage_path, name) or [name]
+    while len(chain) > 1 and not _exists(storage_path, chain[-1]):
+        chain.pop()
     return chain
 
 
@@ -203,8 +167,8 @@ def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tu
 def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm: list[tuple[dict, Any]]):
     from ray import tune
 
-    from mfer_platform.progress import LiveTable
-    from mfer_platform.trainable import run_trial
+    from mfer_platform.sweep.progress import LiveTable
+    from mfer_platform.sweep.trainable import run_trial
 
     s = req.space
     path = experiment_path(req.storage_path, name)
@@ -237,8 +201,8 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
     return tune.Tuner(trainable, param_space=plan.param_space(s), tune_config=tune_config, run_config=run_config)
 
 
-def run_sweep(req: SweepRequest) -> list[str]:
-    """Launch, resume or extend the sweep; return its experiment names (the original first).
+def _plan_launch(req: SweepRequest, chain: list[str]) -> Optional[tuple[str, int, list[tuple[dict, Any]]]]:
+    """(experiment to run, trials to ask Tune for, warm start) — or None when nothing is left to run.
 
     - new name: launch;
     - an unfinished experiment (driver killed, node lost): resume it;
@@ -247,39 +211,48 @@ def run_sweep(req: SweepRequest) -> list[str]:
       its Optuna searcher warm-started from every earlier result;
     - a finished one asked for nothing more: nothing to run.
     """
+    history: list[tuple[dict, dict]] = []
+    for name in chain:
+        history += finished_trials(experiment_path(req.storage_path, name)) if _exists(req.storage_path, name) else []
+    last, wanted = chain[-1], plan.num_samples(req.space)
+    if not _exists(req.storage_path, last):
+        _write_sweep_record(req, last, extends=None)
+        return last, wanted, []
+    if not finished_trials(experiment_path(req.storage_path, last)):
+        return last, wanted, []  # resume the unfinished one
+    if len(history) >= req.space.trial_count():
+        log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run")
+        return None
+    if req.space.search.algorithm == "grid":
+        raise SpaceError(f"grid sweep {req.name!r} already ran {len(history)} of {req.space.trial_count()} "
+                         f"trials; run the extra seeds as a new experiment (name=… search.first_seed=…)")
+    target, warm = f"{req.name}-ext{len(chain)}", _warm_start(req.space, history)
+    log.warning(f"{req.name} finished {len(history)} trials; extending with {wanted - len(history)} more as {target}"
+                f" (searcher warm-started from {len(warm)} results)")
+    _write_sweep_record(req, target, extends=last)
+    chain.append(target)
+    return target, wanted - len(history), warm
+
+
+def run_sweep(req: SweepRequest) -> list[str]:
+    """Launch, resume or extend the sweep (see ``_plan_launch``); return its experiment names, the
+    original first."""
     import ray
 
-    check_storage_writable(req.storage_path)
+    try:
+        check_writable(req.storage_path)
+    except StoreError as e:
+        raise SpaceError(str(e)) from None
     t0 = time.monotonic()
     connect(req.cluster)
     try:
         slots = check_resources(req.space, req.cluster.autoscaling)
         _prepare_data_once(req.space)  # a dataset that cannot be read fails here, before anything is written
         chain = _chain(req.storage_path, req.name)
-        history: list[tuple[dict, dict]] = []
-        for name in chain:
-            history += finished_trials(experiment_path(req.storage_path, name)) if _exists(req, name) else []
-        last = chain[-1]
-        wanted = plan.num_samples(req.space)
-        target, samples, warm = last, wanted, []
-        if not _exists(req, last):
-            _write_sweep_record(req, experiment_path(req.storage_path, last), extends=None)
-        elif not finished_trials(experiment_path(req.storage_path, last)):
-            pass  # resume the unfinished one
-        elif len(history) >= req.space.trial_count():
-            log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run")
+        launch = _plan_launch(req, chain)
+        if launch is None:
             return chain
-        elif req.space.search.algorithm == "grid":
-            raise SpaceError(f"grid sweep {req.name!r} already ran {len(history)} of {req.space.trial_count()} "
-                             f"trials; run the extra seeds as a new experiment (name=… search.first_seed=…)")
-        else:
-            target = f"{req.name}-ext{len(chain)}"
-            samples = wanted - len(history)
-            warm = _warm_start(req.space, history)
-            log.warning(f"{req.name} finished {len(history)} trials; extending with {samples} more as {target}"
-                        f" (searcher warm-started from {len(warm)} results)")
-            _write_sweep_record(req, experiment_path(req.storage_path, target), extends=chain[-1])
-            chain.append(target)
+        target, samples, warm = launch
         build_tuner(req, target, slots, samples, warm).fit()
     finally:
         ray.shutdown()
@@ -287,7 +260,8 @@ def run_sweep(req: SweepRequest) -> list[str]:
     return chain
 
 
-def _exists(req: SweepRequest, name: str) -> bool:
+def _exists(storage_path: str, name: str) -> bool:
+    """Whether Ray can restore experiment ``name`` (its Tuner state was written)."""
     from ray import tune
 
-    return tune.Tuner.can_restore(experiment_path(req.storage_path, name))
+    return tune.Tuner.can_restore(experiment_path(storage_path, name))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mfer_platform.spaces import ROW_KEY, SEED_KEY, SearchSpace, encode_choice
+from mfer_platform.keys import ROW_KEY, SEED_KEY
+from mfer_platform.overrides import encode_choice
+from mfer_platform.sweep.spaces import SearchSpace
 
 
 def param_space(space: SearchSpace) -> dict[str, Any]:

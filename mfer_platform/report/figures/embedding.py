@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from sklearn.manifold import TSNE
 
 from mfer.metrics import feature_compactness
-from mfer_platform.pages import LAYOUT
+from mfer_platform.report.pages import LAYOUT
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")

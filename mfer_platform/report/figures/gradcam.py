@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mfer.data.arrays import ArraySplit
 from mfer.data.augment import to_model_input
 from mfer.data.decode import UnreadableImage, display_name, read_image, square_pixels
-from mfer_platform.figures.features import TrialModel
+from mfer_platform.report.figures.features import TrialModel
 
 MIN_CELL = 112  # px: grid cells of small (smoke-test) faces are enlarged to this to stay readable
 _LABEL_WIDTH = 90

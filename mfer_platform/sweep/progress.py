@@ -11,7 +11,7 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from mfer_platform.spaces import decode_choice
+from mfer_platform.overrides import decode_choice
 
 
 def _fmt_config(config: dict) -> str:

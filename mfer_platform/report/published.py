@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import yaml
 
-from mfer_platform.spaces import ROW_KEY
-from mfer_platform.stats import Comparison
+from mfer_platform.keys import ROW_KEY
+from mfer_platform.results.stats import Comparison
 
 ABSENT = "absent (MFER ablations unpublished)"
 DSF_STANDIN = "DSF stand-in (not the unpublished original)"
@@ -50,7 +50,7 @@ class PaperColumn:
 
 @lru_cache(maxsize=1)
 def table() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("mfer_platform").joinpath("published.yaml").read_text())
+    return yaml.safe_load(resources.files("mfer_platform.report").joinpath("published.yaml").read_text())
 
 
 def figure(figure_id: str, dataset: str) -> Figure:

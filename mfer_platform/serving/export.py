@@ -28,14 +28,16 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from mfer.config import TrainConfig, to_dict, to_train_config
+from mfer.config import TrainConfig, to_dict
 from mfer.data.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input
 from mfer.device import resolve_device
 from mfer.model import build_model
-from mfer_platform import store
-from mfer_platform.stats import METRICS, Comparison, best_trial
-from mfer_platform.summary import whole_sweep
-from mfer_platform.tables import PRETTY, fmt, metric_cell
+from mfer.validation import to_train_config
+from mfer_platform.keys import COMPARED_METRICS, PRETTY
+from mfer_platform.results.checkpoints import CheckpointError, check_state_dict, read_checkpoint
+from mfer_platform.results.stats import Comparison, best_trial
+from mfer_platform.results.summary import whole_sweep
+from mfer_platform.results.cells import fmt, metric_cell
 
 FORMAT = "mfer-export/1"
 WEIGHTS, CONFIG, METRICS_FILE, CARD = "model.safetensors", "config.json", "metrics.json", "MODEL_CARD.md"
@@ -74,19 +76,6 @@ def _refuse_non_safetensors(data: bytes, path: Path) -> None:
         raise ExportError(f"{path} is not a safetensors file ({len(data)} bytes, no JSON header)")
 
 
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly into ``model``, or say which keys are missing, extra or mis-shaped."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or extra or shapes:
-        raise ExportError(f"{source} does not fit the model described by its config: {len(missing)} missing keys "
-                          f"{missing[:3]}, {len(extra)} unexpected {extra[:3]}, {len(shapes)} wrong shapes {shapes[:3]}")
-    model.load_state_dict(state, strict=True)
-
-
 def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
     """The exported model, ready to predict; JSON + safetensors only, verified against config.json."""
     d = Path(model_dir)
@@ -111,7 +100,10 @@ def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
         raise ExportError(f"{w_path} is a corrupt safetensors file: {e}") from None
     train_cfg = to_train_config(config["train_config"])
     model = build_model(train_cfg.model, len(config["classes"]))
-    check_state_dict(model, state, str(w_path))
+    try:
+        check_state_dict(model, state, str(w_path))
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
     dev = resolve_device(device)
     return ExportedModel(model.to(dev).eval(), list(config["classes"]), int(config["image_size"]), config, dev)
 
@@ -178,42 +170,12 @@ Group: mean ± sample std [95% CI, Student t] (n seeds), in % (compactness: a ra
 
 ## Use
 `mfer-predict model_dir=<this folder> inputs=<image or folder>` prints one JSON line per image;
-in Python, `mfer_platform.export.load_exported(<folder>)` (safetensors + JSON, never a pickle).
+in Python, `mfer_platform.serving.export.load_exported(<folder>)` (safetensors + JSON, never a pickle).
 
 ## Limitations
 - Accuracy is measured on the splits above only; other datasets, alignments or demographics may differ
   (fer_pitfalls #4: preprocessing mismatches move accuracy by points).{synthetic}
 """
-
-
-@dataclass
-class TrialCheckpoint:
-    """A trial's selected-epoch model, read from its latest checkpoint folder."""
-
-    meta: dict  # the checkpoint's meta.json
-    cfg: TrainConfig  # pretrained_file cleared: ``state`` holds every weight, and the path was the training machine's
-    pretrained_file: Optional[str]  # what cfg.model.pretrained_file was during training
-    state: dict[str, torch.Tensor]  # model weights under their plain state-dict names
-    model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
-
-
-def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
-    """The validation-selected weights of ``trial`` (a trials-table row, which names its experiment),
-    checked against its config."""
-    name = trial["experiment"]
-    if not trial.get("checkpoint"):
-        raise ExportError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
-    fs, root = store.open_storage(storage_path)
-    ckpt = f"{root}/{name}/{trial['checkpoint']}"
-    meta = store.read_json(fs, f"{ckpt}/meta.json")
-    weights = load_safetensors(store.read_bytes(fs, f"{ckpt}/best_model.safetensors"))
-    state = {k.removeprefix("model."): v.contiguous() for k, v in weights.items() if k.startswith("model.")}
-    cfg = to_train_config(meta["config"])
-    pretrained = cfg.model.pretrained_file
-    cfg.model.pretrained_file = None
-    model = build_model(cfg.model, len(meta["classes"]))
-    check_state_dict(model, state, f"{ckpt}/best_model.safetensors")
-    return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())
 
 
 def export_trial(storage_path: str, trial: pd.Series, cmp: Comparison, output_dir: str | Path) -> Path:
@@ -244,7 +206,7 @@ def export_trial(storage_path: str, trial: pd.Series, cmp: Comparison, output_di
         "group": cmp.best, "seeds": cmp.groups.loc[cmp.groups["is_best"], "seeds"].iloc[0],
         "group_stats": _group_metrics(cmp), "reference": cmp.reference,
         "trial": {"trial_id": trial["trial_id"], "seed": int(trial["seed"]), "selected_epoch": int(trial["selected_epoch"]),
-                  **{k: (None if pd.isna(trial[k]) else float(trial[k])) for k in METRICS}},
+                  **{k: (None if pd.isna(trial[k]) else float(trial[k])) for k in COMPARED_METRICS}},
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1, default=str))
     (out / CARD).write_text(_model_card(trial["experiment"], cfg, meta, config, metrics, cmp), encoding="utf-8")
@@ -253,7 +215,7 @@ def export_trial(storage_path: str, trial: pd.Series, cmp: Comparison, output_di
 
 
 def export_best(storage_path: str, name: str, output_dir: str | Path, baseline: Optional[dict] = None) -> Path:
-    """Ingest sweep ``name`` (with its extensions) and export its best model (see the module
+    """Read sweep ``name`` (with its extensions) and export its best model (see the module
     docstring) to ``output_dir``."""
     res = whole_sweep(storage_path, name, baseline)
     return export_trial(storage_path, best_trial(res.cmp, res.trials), res.cmp, output_dir)

@@ -15,14 +15,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mfer.config import TrainConfig, to_train_config
+from mfer.config import TrainConfig
+from mfer.validation import to_train_config
 from mfer.data.arrays import ArraySplit
 from mfer.data.formats.base import DatasetError
 from mfer.data.registry import load_dataset
 from mfer.data.splits import stratified_split
 from mfer.device import resolve_device
 from mfer.train.evaluate import Predictions, predict
-from mfer_platform.export import load_exported, read_checkpoint
+from mfer_platform.results.checkpoints import read_checkpoint
+from mfer_platform.serving.export import load_exported
 
 
 @dataclass

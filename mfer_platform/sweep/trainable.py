@@ -11,20 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mfer_platform.spaces import ROW_KEY, SEED_KEY, apply_overrides, decode_choice
-
-TRIAL_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater on each repeat of a suggestion
-
-
-def trial_values(config: dict[str, Any], first_seed: int, rows: dict[str, dict] | None = None) -> dict[str, Any]:
-    """Dotted-key overrides of one trial: its named row's overrides (``config["row"]`` names it, and
-    stays in Ray's params for grouping), the sampled values, decoded, plus its seed."""
-    values = dict((rows or {})[config[ROW_KEY]]) if ROW_KEY in config else {}
-    values.update({k: decode_choice(v) for k, v in config.items() if not k.startswith("__") and k != ROW_KEY})
-    if TRIAL_INDEX in config:
-        values[SEED_KEY] = first_seed + int(config[TRIAL_INDEX])
-    values.setdefault(SEED_KEY, first_seed)
-    return values
+from mfer_platform.overrides import apply_overrides, trial_values
 
 
 def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
@@ -33,7 +20,7 @@ def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
     from ray import tune
 
     from mfer.train import fit
-    from mfer_platform.faults import maybe_fail
+    from mfer_platform.sweep.faults import maybe_fail
 
     values = trial_values(config, first_seed, rows)
     values.setdefault("trainer.threads", threads)

@@ -15,8 +15,11 @@ sweeps. ``ingest(storage_path, name)`` reads experiment ``name`` and writes, und
 
 Writes are atomic (a temporary file beside the target, then a rename: a crash mid-write leaves
 the previous table readable) and idempotent (an experiment's rows are replaced, never appended
-twice). ``storage_path`` is a local folder or any pyarrow filesystem URI (``file://``,
-``s3://``…); every read and write goes through that filesystem.
+twice). Ingest is the one step that writes (``mfer-sweep`` and ``mfer-report`` run it);
+``read_experiment`` never writes: it serves the store's rows when they carry the content stamp of
+the experiment folder as it is now, and otherwise reads the trial folders in memory.
+``storage_path`` is a local folder or any pyarrow filesystem URI (``file://``, ``s3://``…); every
+read and write goes through that filesystem (``mfer_platform.layout``).
 """
 from __future__ import annotations
 
@@ -24,8 +27,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
-import posixpath
 import types
 import typing
 import uuid
@@ -43,24 +44,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mfer.config import TrainConfig, config_hash, flatten, to_dict
-from mfer_platform.runner import SWEEP_FILE, is_uri
-from mfer_platform.spaces import ROW_KEY, SEED_KEY, apply_overrides
-from mfer_platform.trainable import trial_values
+from mfer_platform.keys import EPOCH_METRICS, ROW_KEY, SEED_KEY, TEST_METRICS, VAL_METRICS
+from mfer_platform.layout import (EPOCHS_FILE, RESULTS_DIR, TRIALS_FILE, StoreError, exists, open_storage,
+                                  read_sweep_record)
+from mfer_platform.overrides import apply_overrides, trial_values
+from mfer_platform.results.trial_files import RayTrialState, TrialFiles, content_stamp, ray_trial_states, read_trial
 
-RESULTS_DIR = "results"
-TRIALS_FILE = "trials.parquet"
-EPOCHS_FILE = "epochs.parquet"
-VAL_METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val_compactness")
-TEST_METRICS = ("test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss", "test_compactness")
-EPOCH_METRICS = ("train_loss", *VAL_METRICS, "lr", "epoch_s", "train_images_per_s", "selected_epoch",
-                 "time_total_s")
 # Keys that say where or how fast a trial ran, not what it learned: left out of the group hash.
 PLACEMENT_KEYS = frozenset({SEED_KEY, "trainer.threads", "trainer.device", "data.cache_dir", "data.eval_batch_size"})
+# Row order of both tables, on disk and in memory alike.
+TRIAL_ORDER, EPOCH_ORDER = ["experiment", "trial_id"], ["experiment", "trial_id", "epoch"]
 _READ_THREADS = 16  # trial folders are read concurrently: on object stores each read is a round trip
-
-
-class StoreError(RuntimeError):
-    """The experiment cannot be ingested as asked; the message names the path and the fix."""
 
 
 # ---------------------------------------------------------------- schema
@@ -108,6 +102,7 @@ TRIAL_SCHEMA = pa.schema([
     ("params", _I64), ("wall_s", _F64), ("cpu_seconds", _F64), ("gpu_seconds", _F64), ("images_per_s", _F64),
     ("git_commit", _STR), ("config_hash", _STR), ("group_hash", _STR), ("dataset_fingerprint", _STR),
     ("device", _STR), ("amp", _STR), ("ingested_at", pa.timestamp("s", tz="UTC")),
+    ("source_stamp", _STR),  # trial_files.content_stamp of the experiment folder this row was read from
     (ROW_KEY, _STR),  # the named row of a study (spaces.ROW_KEY); not a TrainConfig field
     *CONFIG_FIELDS,
 ])
@@ -116,145 +111,18 @@ EPOCH_SCHEMA = pa.schema([("experiment", _STR), ("trial_id", _STR), ("epoch", _I
                           *[(m, _F64) for m in TEST_METRICS]])
 
 
-# ---------------------------------------------------------------- filesystem
-def open_storage(storage_path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local folder or a pyarrow URI (file://, s3://, gs://…)."""
-    if is_uri(storage_path):
-        fs, path = pafs.FileSystem.from_uri(storage_path)
-    else:
-        fs, path = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(storage_path))
-    return fs, path.rstrip("/") or "/"
-
-
-def _exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as f:
-        return f.readall()
-
-
-def read_json(fs: pafs.FileSystem, path: str) -> Any:
-    return json.loads(read_bytes(fs, path))
-
-
-def read_sweep_record(storage_path: str, name: str) -> dict:
-    """The ``mfer_sweep.json`` that ``mfer-sweep`` wrote before launching experiment ``name``."""
-    fs, root = open_storage(storage_path)
-    path = f"{root}/{name}/{SWEEP_FILE}"
-    if not _exists(fs, path):
-        raise StoreError(f"{path} not found: {name!r} is not an mfer-sweep experiment under {storage_path} "
-                         f"(check storage_path= and name=)")
-    return read_json(fs, path)
-
-
-def experiment_chain(storage_path: str, name: str) -> list[str]:
-    """``name`` and the experiments that extended it (``name-ext1``, ``name-ext2``, …: what
-    ``mfer-sweep`` runs when a finished sweep is asked for more trials), oldest first."""
-    read_sweep_record(storage_path, name)  # fails early, naming the path, if ``name`` is not a sweep
-    fs, root = open_storage(storage_path)
-    chain = [name]
-    while _exists(fs, f"{root}/{name}-ext{len(chain)}/{SWEEP_FILE}"):
-        chain.append(f"{name}-ext{len(chain)}")
-    return chain
-
-
-# ---------------------------------------------------------------- reading one trial
-@dataclass
-class TrialFiles:
-    """What one trial folder holds, read once."""
-
-    dir_name: str
-    params: dict
-    results: list[dict]  # result.json rows, one per reported epoch, deduplicated by epoch
-    checkpoint: Optional[str]  # latest checkpoint_* folder name
-    meta: Optional[dict]  # its meta.json
-    selected_val: Optional[dict]  # the selected epoch's full validation result (per-class, confusion)
-    error: Optional[str]  # last line of error.txt
-
-
-def _selected_validation(fs: pafs.FileSystem, state_path: str) -> Optional[dict]:
-    """The selected epoch's validation result (per-class accuracy, confusion) from ``state.pt``.
-
-    Only ``state.pt`` keeps it; it loads with ``weights_only=True`` (no arbitrary pickles) and,
-    on a local disk, memory-mapped so the optimizer tensors in it are never read.
-    """
-    import torch
-
-    if isinstance(fs, pafs.LocalFileSystem):
-        state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
-    else:
-        with fs.open_input_file(state_path) as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    return (state.get("best") or {}).get("val")
-
-
-def _read_results(fs: pafs.FileSystem, path: str) -> list[dict]:
-    by_epoch: dict[int, dict] = {}
-    for line in read_bytes(fs, path).decode().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if "epoch" in row:  # a retried or PBT-restored trial may report an epoch again: keep the last
-                by_epoch[int(row["epoch"])] = row
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def read_trial(fs: pafs.FileSystem, trial_path: str, known: dict[str, dict]) -> Optional[TrialFiles]:
-    """The files of one trial folder, or None when the folder is not a trial (no params.json).
-    ``known``: selected validation results already in the store, by checkpoint (see ``_known_validation``)."""
-    entries = {posixpath.basename(i.path): i for i in fs.get_file_info(pafs.FileSelector(trial_path))}
-    if "params.json" not in entries:
-        return None
-    checkpoints = sorted(n for n, i in entries.items() if n.startswith("checkpoint_") and i.type == pafs.FileType.Directory)
-    ckpt = checkpoints[-1] if checkpoints else None
-    dir_name = posixpath.basename(trial_path)
-    meta = selected = None
-    if ckpt is not None:
-        meta = read_json(fs, f"{trial_path}/{ckpt}/meta.json")
-        selected = known.get(f"{dir_name}/{ckpt}") or _selected_validation(fs, f"{trial_path}/{ckpt}/state.pt")
-    error = None
-    if "error.txt" in entries:
-        lines = [ln for ln in read_bytes(fs, f"{trial_path}/error.txt").decode(errors="replace").splitlines() if ln.strip()]
-        error = lines[-1][:500] if lines else "error"
-    results = _read_results(fs, f"{trial_path}/result.json") if "result.json" in entries else []
-    return TrialFiles(dir_name, read_json(fs, f"{trial_path}/params.json"), results, ckpt, meta, selected, error)
-
-
+# ---------------------------------------------------------------- one trial's rows
 def _known_validation(fs: pafs.FileSystem, trials_path: str, experiment: str) -> dict[str, dict]:
     """{checkpoint: selected validation result} of the experiment's rows already in the store.
 
     Unpickling a state.pt (even weights-only, memory-mapped) costs ~0.2 s: a re-ingest (mfer-report
     after the sweep ingested) reuses what an unchanged checkpoint gave last time."""
-    if not _exists(fs, trials_path):
+    if not exists(fs, trials_path):
         return {}
     cols = ["checkpoint", "val_per_class_acc", "val_confusion"]
     rows = pq.read_table(trials_path, filesystem=fs, columns=cols, filters=[("experiment", "==", experiment)])
     return {r["checkpoint"]: {"per_class_acc": r["val_per_class_acc"], "confusion": r["val_confusion"]}
             for r in rows.to_pylist() if r["checkpoint"] and r["val_confusion"] is not None}
-
-
-@dataclass
-class RayTrialState:
-    trial_id: str
-    status: str  # TERMINATED | ERROR | RUNNING | PENDING | PAUSED
-    failures: int
-
-
-def ray_trial_states(fs: pafs.FileSystem, exp_path: str) -> dict[str, RayTrialState]:
-    """{trial folder name: its state} from Ray's saved experiment state, when there is one.
-
-    Files alone cannot tell an early-stopped trial from one an interrupted sweep left running,
-    nor a retried-then-finished trial from a failed one; Ray's state can.
-    """
-    names = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(exp_path))]
-    if not any(n.startswith("experiment_state") and n.endswith(".json") for n in names):
-        return {}
-    from ray.tune import ExperimentAnalysis
-
-    analysis = ExperimentAnalysis(exp_path, storage_filesystem=fs)
-    return {posixpath.basename(t.path): RayTrialState(t.trial_id, t.status, t.run_metadata.num_failures)
-            for t in analysis.trials}
 
 
 def classify(ray_status: Optional[str], epochs_run: int, epochs_planned: int, has_error: bool) -> str:
@@ -284,7 +152,7 @@ def trial_config(files: TrialFiles, record: dict) -> tuple[dict, str]:
 
 
 def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[RayTrialState],
-               now: datetime) -> dict:
+               now: datetime, stamp: str) -> dict:
     nested, cfg_hash = trial_config(files, record)
     flat = flatten(nested)
     results, meta = files.results, files.meta or {}
@@ -329,6 +197,7 @@ def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[R
         "device": meta.get("device"),
         "amp": meta.get("amp"),
         "ingested_at": now,
+        "source_stamp": stamp,
         ROW_KEY: files.params.get(ROW_KEY),
     }
     row.update({f.name: flat.get(f.name) for f in CONFIG_FIELDS})
@@ -351,6 +220,7 @@ def collect(storage_path: str, name: str) -> Collected:
     record = read_sweep_record(storage_path, name)
     fs, root = open_storage(storage_path)
     exp = f"{root}/{name}"
+    stamp = content_stamp(fs, exp)  # before reading: a change while reading makes the rows stale, not wrong
     dirs = [i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory]
     known = _known_validation(fs, f"{root}/{RESULTS_DIR}/{TRIALS_FILE}", name)
     with ThreadPoolExecutor(_READ_THREADS) as pool:
@@ -359,7 +229,7 @@ def collect(storage_path: str, name: str) -> Collected:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     rows, epochs = [], []
     for t in trials:
-        row = _trial_row(name, t, record, states.get(t.dir_name), now)
+        row = _trial_row(name, t, record, states.get(t.dir_name), now, stamp)
         rows.append(row)
         epochs += _epoch_rows(name, row["trial_id"], t.results)
     return Collected(pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA), pa.Table.from_pylist(epochs, schema=EPOCH_SCHEMA))
@@ -387,14 +257,14 @@ def write_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
             pq.write_table(table, f, compression="zstd")
         fs.move(tmp, path)
     finally:
-        if _exists(fs, tmp):
+        if exists(fs, tmp):
             fs.delete_file(tmp)
 
 
 def replace_experiment(fs: pafs.FileSystem, path: str, experiment: str, rows: pa.Table, sort: list[str]) -> pa.Table:
     """The table at ``path`` with ``experiment``'s rows replaced by ``rows``, written atomically."""
     parts = [rows]
-    if _exists(fs, path):
+    if exists(fs, path):
         old = pq.read_table(path, filesystem=fs)
         parts.insert(0, old.filter(pc.not_equal(old["experiment"], experiment)))
     merged = pa.concat_tables(parts, promote_options="permissive").sort_by([(c, "ascending") for c in sort])
@@ -420,8 +290,8 @@ def ingest(storage_path: str, name: str) -> IngestSummary:
     fs.create_dir(results, recursive=True)
     trials_path, epochs_path = f"{results}/{TRIALS_FILE}", f"{results}/{EPOCHS_FILE}"
     with _writer_lock(fs, results):
-        replace_experiment(fs, epochs_path, name, data.epochs, ["experiment", "trial_id", "epoch"])
-        replace_experiment(fs, trials_path, name, data.trials, ["experiment", "trial_id"])
+        replace_experiment(fs, epochs_path, name, data.epochs, EPOCH_ORDER)
+        replace_experiment(fs, trials_path, name, data.trials, TRIAL_ORDER)
     return IngestSummary(name, data.trials.num_rows, data.epochs.num_rows,
                          dict(Counter(data.trials["status"].to_pylist())), trials_path, epochs_path)
 
@@ -430,7 +300,7 @@ def ingest(storage_path: str, name: str) -> IngestSummary:
 def _load(storage_path: str, file: str, experiment: Optional[str]) -> pd.DataFrame:
     fs, root = open_storage(storage_path)
     path = f"{root}/{RESULTS_DIR}/{file}"
-    if not _exists(fs, path):
+    if not exists(fs, path):
         raise StoreError(f"{path} not found: ingest an experiment first (mfer-report runs ingest)")
     filters = [("experiment", "==", experiment)] if experiment else None
     return pq.read_table(path, filesystem=fs, filters=filters).to_pandas()
@@ -442,3 +312,26 @@ def load_trials(storage_path: str, experiment: Optional[str] = None) -> pd.DataF
 
 def load_epochs(storage_path: str, experiment: Optional[str] = None) -> pd.DataFrame:
     return _load(storage_path, EPOCHS_FILE, experiment)
+
+
+def _stored_if_current(storage_path: str, name: str) -> Optional[Collected]:
+    """The store's rows of experiment ``name`` when they were ingested from the folder as it is now."""
+    fs, root = open_storage(storage_path)
+    trials_path, epochs_path = f"{root}/{RESULTS_DIR}/{TRIALS_FILE}", f"{root}/{RESULTS_DIR}/{EPOCHS_FILE}"
+    if not (exists(fs, trials_path) and exists(fs, epochs_path)):
+        return None
+    only = [("experiment", "==", name)]
+    trials = pq.read_table(trials_path, filesystem=fs, filters=only)
+    stamps = set(trials.column("source_stamp").to_pylist()) if "source_stamp" in trials.column_names else set()
+    if trials.num_rows == 0 or stamps != {content_stamp(fs, f"{root}/{name}")}:
+        return None
+    return Collected(trials, pq.read_table(epochs_path, filesystem=fs, filters=only))
+
+
+def read_experiment(storage_path: str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, epochs) of experiment ``name``, from the store when it is current, else read from
+    the trial folders in memory: a reader never writes, so read-only buckets work, and a stale
+    store never hides a trial that finished after the last ingest."""
+    data = _stored_if_current(storage_path, name) or collect(storage_path, name)
+    trials = data.trials.sort_by([(c, "ascending") for c in TRIAL_ORDER])
+    return trials.to_pandas(), data.epochs.sort_by([(c, "ascending") for c in EPOCH_ORDER]).to_pandas()

@@ -19,19 +19,19 @@ from tqdm import tqdm
 
 from mfer.data.arrays import ArraySplit
 from mfer.data.classes import ABBREVIATIONS
-from mfer_platform.figures.confusion import confusion_figure
-from mfer_platform.figures.embedding import Panel, embedding_figure, panel
-from mfer_platform.figures.features import TrialModel, evaluation_sample, extract, from_trial
-from mfer_platform.figures.gradcam import cam_layers, class_grids, gradcam_files
-from mfer_platform.pages import image_section, plotly_sections, write_page
-from mfer_platform.predict import list_images
-from mfer_platform.stats import Comparison, best_trial
-from mfer_platform.summary import whole_sweep
+from mfer.data.decode import list_images
+from mfer_platform.report.figures.confusion import confusion_figure
+from mfer_platform.report.figures.embedding import Panel, embedding_figure, panel
+from mfer_platform.report.figures.features import TrialModel, evaluation_sample, extract, from_trial
+from mfer_platform.report.figures.gradcam import cam_layers, class_grids, gradcam_files
+from mfer_platform.report.pages import image_section, plotly_sections, write_page
+
+from mfer_platform.results.stats import Comparison, best_trial
+from mfer_platform.results.summary import whole_sweep
 
 GRADCAM_DIR = "gradcam"
 FIGURES_PAGE = "figures.html"
 PREVIEW_SIDE = 320  # px: photos are embedded in figures.html at most this large (the PNG files keep full size)
-
 
 @dataclass
 class FigureOptions:
@@ -42,7 +42,6 @@ class FigureOptions:
     top_k: int = 12  # groups drawn, best first
     batch_size: int = 64
     device: str = "auto"  # CUDA when present
-
 
 @dataclass
 class SweepFigures:
@@ -55,11 +54,9 @@ class SweepFigures:
                  f"predicted class at each layer; a red frame marks a misclassified face. PNGs in {GRADCAM_DIR}/.")
         return image_section("Grad-CAM", intro, self.gradcam)
 
-
 def class_abbreviations(classes: Sequence[str]) -> list[str]:
     """``anger`` -> ``AN``: the axis labels of MFER's confusion matrices."""
     return [ABBREVIATIONS.get(c, c) for c in classes]
-
 
 def make_figures(storage_path: str, cmp: Comparison, trials: pd.DataFrame, out_dir: str | Path,
                  opts: FigureOptions) -> SweepFigures:
@@ -84,10 +81,9 @@ def make_figures(storage_path: str, cmp: Comparison, trials: pd.DataFrame, out_d
     captions = {f"{layers[slug].title} ({path.name})": path for slug, path in grids.items()}
     return SweepFigures(embedding_figure(panels, best.classes, opts.seed), captions, best)
 
-
 def write_sweep_figures(storage_path: str, name: str, output_dir: str | Path, opts: FigureOptions,
                         images: Optional[Sequence[str]] = None) -> dict[str, Path]:
-    """``mfer-figures``: ingest the sweep, then write ``figures.html`` (self-contained) and the Grad-CAM
+    """``mfer-figures``: read the sweep, then write ``figures.html`` (self-contained) and the Grad-CAM
     PNGs; ``images``: files or folders of (aligned) faces to explain with the best model as well."""
     res = whole_sweep(storage_path, name)
     cmp, trials, out = res.cmp, res.trials, Path(output_dir)

@@ -1,0 +1,101 @@
+"""Validation of a TrainConfig against the registries of the swappable parts.
+
+``validate`` checks values against the registries (datasets, attention variants, feature
+losses, LR schedules, FERPlus vote rules, timm backbones), so a typo fails at start-up with the
+key and the allowed values named, instead of after an hour of training. It sits above both the
+schema (``mfer.config``, a leaf) and the registries, which import the schema for their config
+types: imports point one way, from here down.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mfer.config import ConfigError, TrainConfig, merge_config
+from mfer.data.formats.ferplus import LABEL_RULES
+from mfer.data.registry import DATASETS
+from mfer.losses import FEATURE_LOSSES
+from mfer.model.attention import ATTENTION_VARIANTS
+from mfer.model.backbone import is_known_backbone
+from mfer.schedule import LR_SCHEDULES
+
+
+def _allowed(key: str, value: Any, allowed: list) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of {sorted(map(str, allowed))}")
+
+
+def _check(key: str, ok: bool, requirement: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {requirement}")
+
+
+def _validate_model(cfg: TrainConfig) -> None:
+    m = cfg.model
+    _check("model.backbone", is_known_backbone(m.backbone), "not a timm ConvNeXt (convnext_atto … convnext_base…)", m.backbone)
+    _allowed("model.attn_variant", m.attn_variant, list(ATTENTION_VARIANTS))
+    for s in m.attn_stages:
+        _allowed("model.attn_stages[]", s, [1, 2, 3, 4])
+    _check("model.attn_stages", len(set(m.attn_stages)) == len(m.attn_stages), "stages must not repeat", m.attn_stages)
+    _check("model.attn_kernel", m.attn_kernel >= 1 and m.attn_kernel % 2 == 1, "must be an odd integer >= 1", m.attn_kernel)
+    _check("model.attn_groups", m.attn_groups >= 0, "must be >= 1, or 0 for depthwise", m.attn_groups)
+    _allowed("model.attn_k_gate", m.attn_k_gate, ["input", "pooled"])
+    for f in m.msc_fractions:
+        _check("model.msc_fractions[]", 0.0 < f <= 1.0, "each prefix fraction must lie in (0, 1]", f)
+    _check("model.msc_fractions", sorted(set(m.msc_fractions)) == list(m.msc_fractions),
+           "fractions must be strictly increasing (nested prefixes)", m.msc_fractions)
+    _check("model.drop_path_rate", 0.0 <= m.drop_path_rate < 1.0, "must lie in [0, 1)", m.drop_path_rate)
+
+
+def _validate_loss_and_optim(cfg: TrainConfig) -> None:
+    lo, o = cfg.loss, cfg.optim
+    _allowed("loss.feature", lo.feature, list(FEATURE_LOSSES))
+    _check("loss.weight", lo.weight >= 0, "must be >= 0", lo.weight)
+    _check("loss.label_smoothing", 0.0 <= lo.label_smoothing < 1.0, "must lie in [0, 1)", lo.label_smoothing)
+    _check("optim.lr", o.lr > 0, "must be > 0", o.lr)
+    _check("optim.weight_decay", o.weight_decay >= 0, "must be >= 0", o.weight_decay)
+    _allowed("optim.scheduler", o.scheduler, list(LR_SCHEDULES))
+    _check("optim.gamma", 0.0 < o.gamma <= 1.0, "must lie in (0, 1]", o.gamma)
+    _check("optim.grad_clip", o.grad_clip >= 0, "must be >= 0 (0 disables)", o.grad_clip)
+
+
+def _validate_data(cfg: TrainConfig) -> None:
+    d, lo = cfg.data, cfg.loss
+    _allowed("data.name", d.name, list(DATASETS))
+    _check("data.root", bool(d.root) or d.name == "synthetic",
+           f"is required for data.name={d.name}: the dataset folder (layouts in the README, 'Datasets')", d.root)
+    _allowed("data.rafdb_images", d.rafdb_images, ["aligned", "original"])
+    _allowed("data.ferplus_labels", d.ferplus_labels, list(LABEL_RULES))
+    _check("data.ferplus_labels", d.ferplus_labels == "majority" or d.name == "ferplus",
+           f"is a FERPlus vote rule; data.name={d.name} has one label per image: leave it at majority",
+           d.ferplus_labels)
+    _check("loss.label_smoothing", d.ferplus_labels != "multi_target" or lo.label_smoothing == 0.0,
+           "has no meaning for data.ferplus_labels=multi_target (its loss takes the best of the voted "
+           "classes): set loss.label_smoothing=0", lo.label_smoothing)
+    _check("data.image_size", d.image_size >= 32, "must be >= 32 pixels (ConvNeXt downsamples 32x)", d.image_size)
+    _check("data.val_fraction", 0.0 < d.val_fraction < 1.0, "must lie in (0, 1)", d.val_fraction)
+    _check("data.batch_size", d.batch_size >= 1, "must be >= 1", d.batch_size)
+    _check("data.random_erasing", 0.0 <= d.random_erasing <= 1.0, "is a probability in [0, 1]", d.random_erasing)
+
+
+def _validate_trainer(cfg: TrainConfig) -> None:
+    t = cfg.trainer
+    _check("trainer.epochs", t.epochs >= 1, "must be >= 1", t.epochs)
+    _allowed("trainer.amp", t.amp, ["auto", "bf16", "fp16", "off"])
+    _allowed("trainer.selection_metric", t.selection_metric, ["val_acc", "val_mean_class_acc", "val_macro_f1"])
+    _check("trainer.device", t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"),
+           "use auto, cpu, cuda or cuda:N", t.device)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Fail fast on values that can never work, naming the dotted key and what is allowed."""
+    for check in (_validate_model, _validate_loss_and_optim, _validate_data, _validate_trainer):
+        check(cfg)
+    return cfg
+
+
+def to_train_config(cfg: DictConfig | dict | TrainConfig) -> TrainConfig:
+    """A validated TrainConfig from a (Hydra) mapping or a TrainConfig: what every entry point
+    (``mfer-train``, a sweep trial, export) turns its configuration into before using it."""
+    return validate(cfg if isinstance(cfg, TrainConfig) else merge_config(cfg))

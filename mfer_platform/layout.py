@@ -1,0 +1,113 @@
+"""Where a sweep's files live under ``storage_path``, and how to reach them.
+
+One module owns the layout so every layer agrees on it::
+
+    {storage_path}/{name}/mfer_sweep.json       the sweep record mfer-sweep writes before launching
+    {storage_path}/{name}/<trial folders>       Ray Tune's (params.json, result.json, checkpoint_*/)
+    {storage_path}/{name}-ext1/ …               a finished sweep grown by more trials (the chain)
+    {storage_path}/results/{trials,epochs}.parquet   the results store
+
+``storage_path`` is a local folder or any pyarrow filesystem URI (``file://``, ``s3://``, ``gs://``…);
+every read and write goes through that filesystem. Readers parse JSON only: everything under a
+``storage_path`` is untrusted input (teams share buckets).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+SWEEP_FILE = "mfer_sweep.json"
+RESULTS_DIR = "results"
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+EXTENSION = "-ext"  # NAME-ext1, NAME-ext2, …: the experiments that extended sweep NAME
+
+
+class StoreError(RuntimeError):
+    """A path under ``storage_path`` that is not what the platform wrote; the message names it."""
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def normalize_storage(storage_path: str) -> str:
+    """Absolute local path or a pyarrow filesystem URI (s3://, gs://, file://…)."""
+    return storage_path if is_uri(storage_path) else str(Path(storage_path).expanduser().resolve())
+
+
+def open_storage(storage_path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local folder or a pyarrow URI."""
+    if is_uri(storage_path):
+        fs, path = pafs.FileSystem.from_uri(storage_path)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(storage_path))
+    return fs, path.rstrip("/") or "/"
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}"
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.readall()
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    return json.loads(read_bytes(fs, path))
+
+
+def write_json(storage_path: str, relative: str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``{storage_path}/{relative}``, creating folders on the way."""
+    fs, root = open_storage(storage_path)
+    path = f"{root}/{relative}"
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(obj, indent=1).encode())
+
+
+def check_writable(storage_path: str) -> None:
+    """Raise ``StoreError`` naming the path when nothing could be written there."""
+    try:
+        fs, root = open_storage(storage_path)
+        fs.create_dir(root, recursive=True)
+        probe = f"{root}/.mfer-write-probe-{os.getpid()}"
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as e:
+        raise StoreError(f"storage_path={storage_path!r} is not writable ({e}); "
+                          "choose a folder or bucket this user can write") from None
+
+
+def is_sweep(storage_path: str, name: str) -> bool:
+    fs, root = open_storage(storage_path)
+    return exists(fs, f"{root}/{name}/{SWEEP_FILE}")
+
+
+def experiment_chain(storage_path: str, name: str) -> list[str]:
+    """The sweep ``name`` and the experiments that extended it, oldest first: ``name``, then
+    ``name-ext1``, ``name-ext2``… while each has its sweep record. [] when ``name`` is no sweep."""
+    chain: list[str] = []
+    while is_sweep(storage_path, f"{name}{EXTENSION}{len(chain)}" if chain else name):
+        chain.append(f"{name}{EXTENSION}{len(chain)}" if chain else name)
+    return chain
+
+
+def read_sweep_record(storage_path: str, name: str) -> dict:
+    """The ``mfer_sweep.json`` that ``mfer-sweep`` wrote before launching experiment ``name``."""
+    fs, root = open_storage(storage_path)
+    path = f"{root}/{name}/{SWEEP_FILE}"
+    if not exists(fs, path):
+        raise StoreError(f"{path} not found: {name!r} is not an mfer-sweep experiment under {storage_path} "
+                          f"(check storage_path= and name=)")
+    return read_json(fs, path)

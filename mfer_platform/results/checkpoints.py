@@ -1,0 +1,65 @@
+"""A trial's selected-epoch model, read back from its latest checkpoint folder under ``storage_path``.
+
+What exports and figures start from. Only ``meta.json`` and ``best_model.safetensors`` are read:
+JSON and safetensors, never a pickle, since everything under a ``storage_path`` is untrusted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+import torch
+from safetensors.torch import load as load_safetensors
+
+from mfer.config import TrainConfig
+from mfer.model import build_model
+from mfer.validation import to_train_config
+from mfer_platform.layout import StoreError, open_storage, read_bytes, read_json
+
+
+class CheckpointError(StoreError):
+    """A checkpoint that cannot serve as the model its config describes; the message says why."""
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly into ``model``, or say which keys are missing, extra or mis-shaped."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or extra or shapes:
+        raise CheckpointError(f"{source} does not fit the model described by its config: {len(missing)} missing keys "
+                              f"{missing[:3]}, {len(extra)} unexpected {extra[:3]}, {len(shapes)} wrong shapes {shapes[:3]}")
+    model.load_state_dict(state, strict=True)
+
+
+@dataclass
+class TrialCheckpoint:
+    """A trial's selected-epoch model, read from its latest checkpoint folder."""
+
+    meta: dict  # the checkpoint's meta.json
+    cfg: TrainConfig  # pretrained_file cleared: ``state`` holds every weight, and the path was the training machine's
+    pretrained_file: Optional[str]  # what cfg.model.pretrained_file was during training
+    state: dict[str, torch.Tensor]  # model weights under their plain state-dict names
+    model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
+
+
+def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
+    """The validation-selected weights of ``trial`` (a trials-table row, which names its experiment),
+    checked against its config."""
+    name = trial["experiment"]
+    if not trial.get("checkpoint"):
+        raise CheckpointError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
+    fs, root = open_storage(storage_path)
+    ckpt = f"{root}/{name}/{trial['checkpoint']}"
+    meta = read_json(fs, f"{ckpt}/meta.json")
+    weights = load_safetensors(read_bytes(fs, f"{ckpt}/best_model.safetensors"))
+    state = {k.removeprefix("model."): v.contiguous() for k, v in weights.items() if k.startswith("model.")}
+    cfg = to_train_config(meta["config"])
+    pretrained = cfg.model.pretrained_file
+    cfg.model.pretrained_file = None
+    model = build_model(cfg.model, len(meta["classes"]))
+    check_state_dict(model, state, f"{ckpt}/best_model.safetensors")
+    return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())
