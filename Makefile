@@ -27,8 +27,11 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/trainer_throughput.py
 	$(PY) benchmarks/data_path.py --threads 1
+	$(PY) benchmarks/sweep_overhead.py
+	$(PY) benchmarks/paper_scale.py
 
 clean:
 	rm -rf $(VENV) runs sweeps reports exports

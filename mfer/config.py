@@ -30,7 +30,10 @@ class ModelConfig:
     """Backbone, DS attention and classifier head (spec §1)."""
 
     backbone: str = "convnext_atto"
-    # Local pretrained weights (timm/Meta/FAER-style state dict, .pth/.safetensors); never downloaded.
+    # ImageNet weights by timm name, ``arch`` or ``arch.tag`` (convnext_base.fb_in22k_ft_in1k), read from
+    # the Hugging Face hub cache ($HF_HOME) and downloaded into it only on a miss (mfer/model/hub.py).
+    pretrained: Optional[str] = None
+    # Local pretrained weights (timm/Meta/MFER/FAER-style state dict, .pth/.safetensors); never downloaded.
     pretrained_file: Optional[str] = None
     drop_path_rate: float = 0.1
     # DS attention: none | global (dynamic K only) | local (static conv Q only) | ds (both).
@@ -86,6 +89,12 @@ class DataConfig:
     # FERPlus only: the rule that turns the train split's votes into targets (fer_pitfalls #8):
     # majority | crossentropy | probability | multi_target (mfer/data/formats/ferplus.py).
     ferplus_labels: str = "majority"
+    # What the numbers of numeric class folders and per-split label lists mean, stated, never guessed:
+    # a key of mfer.data.classes.CLASS_ORDERS naming the order and its first number (rafdb_1to7, ...).
+    class_order: Optional[str] = None
+    # AffectNet CSV release only: crop each image to the CSV's face_x/face_y/face_width/face_height box
+    # while packing (the raw photos); off for the released face crops. Part of the cache key.
+    crop_face_box: bool = False
     image_size: int = 64
     val_fraction: float = 0.1  # carved, stratified and seeded, from train
     split_seed: int = 0
@@ -118,7 +127,12 @@ class TrainerConfig:
     max_steps_per_epoch: int = 0  # >0 truncates epochs (smoke runs)
     selection_metric: str = "val_acc"
     evaluate_test: bool = True  # test split evaluated once, for the selected epoch, at the end
-    checkpoint_every: int = 1  # epochs; the last epoch is always checkpointed
+    # Resumable checkpoints are written when either interval is due (0 disables that one), after
+    # the last epoch, and at the epochs ``fit(checkpoint_epochs=...)`` names (PBT / HyperBand
+    # boundaries); metrics are reported every epoch regardless.
+    checkpoint_every: int = 0  # epochs
+    checkpoint_every_s: float = 900.0  # wall-clock seconds since the last checkpoint (or the start)
+    compile: bool = False  # torch.compile the training forward (evaluation stays eager)
 
 
 @dataclass

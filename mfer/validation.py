@@ -13,11 +13,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mfer.config import ConfigError, TrainConfig, merge_config
+from mfer.data.classes import CLASS_ORDERS
 from mfer.data.formats.ferplus import LABEL_RULES
-from mfer.data.registry import DATASETS
+from mfer.data.registry import CLASS_ORDER_DATASETS, DATASETS, FACE_BOX_DATASETS, VOTE_DATASETS
 from mfer.losses import FEATURE_LOSSES
 from mfer.model.attention import ATTENTION_VARIANTS
-from mfer.model.backbone import is_known_backbone
+from mfer.model.backbone import is_known_backbone, pretrained_architecture, pretrained_tags
 from mfer.schedule import LR_SCHEDULES
 
 
@@ -31,9 +32,30 @@ def _check(key: str, ok: bool, requirement: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r}: {requirement}")
 
 
+def _validate_weights(cfg: TrainConfig) -> None:
+    """Pretrained weights by timm name must exist and fit the backbone; a tag on model.backbone is
+    pointed to model.pretrained, where timm's ``arch.tag`` names belong."""
+    m = cfg.model
+    arch = m.backbone.split(".")[0]
+    _check("model.backbone", "." not in m.backbone or not is_known_backbone(arch),
+           f"names the architecture only; put the weights tag in model.pretrained: model.backbone={arch} "
+           f"model.pretrained={m.backbone}", m.backbone)
+    _check("model.backbone", is_known_backbone(m.backbone), "not a timm ConvNeXt (convnext_atto … convnext_base…)", m.backbone)
+    if not m.pretrained:
+        return
+    _check("model.pretrained", not m.pretrained_file, f"and model.pretrained_file={m.pretrained_file} are both set: "
+           "keep one (model.pretrained=null for the local file)", m.pretrained)
+    found = pretrained_architecture(m.pretrained)
+    _check("model.pretrained", found is not None, f"timm has no such pretrained weights; for model.backbone="
+           f"{m.backbone} it has {pretrained_tags(m.backbone)[:8]}", m.pretrained)
+    _check("model.pretrained", found == m.backbone, f"holds weights for {found}, not model.backbone={m.backbone}: "
+           f"set model.backbone={found}, or model.pretrained=null (or one of {pretrained_tags(m.backbone)[:4]})",
+           m.pretrained)
+
+
 def _validate_model(cfg: TrainConfig) -> None:
     m = cfg.model
-    _check("model.backbone", is_known_backbone(m.backbone), "not a timm ConvNeXt (convnext_atto … convnext_base…)", m.backbone)
+    _validate_weights(cfg)
     _allowed("model.attn_variant", m.attn_variant, list(ATTENTION_VARIANTS))
     for s in m.attn_stages:
         _allowed("model.attn_stages[]", s, [1, 2, 3, 4])
@@ -67,7 +89,7 @@ def _validate_data(cfg: TrainConfig) -> None:
            f"is required for data.name={d.name}: the dataset folder (layouts in the README, 'Datasets')", d.root)
     _allowed("data.rafdb_images", d.rafdb_images, ["aligned", "original"])
     _allowed("data.ferplus_labels", d.ferplus_labels, list(LABEL_RULES))
-    _check("data.ferplus_labels", d.ferplus_labels == "majority" or d.name == "ferplus",
+    _check("data.ferplus_labels", d.ferplus_labels == "majority" or d.name in VOTE_DATASETS,
            f"is a FERPlus vote rule; data.name={d.name} has one label per image: leave it at majority",
            d.ferplus_labels)
     _check("loss.label_smoothing", d.ferplus_labels != "multi_target" or lo.label_smoothing == 0.0,
@@ -77,6 +99,21 @@ def _validate_data(cfg: TrainConfig) -> None:
     _check("data.val_fraction", 0.0 < d.val_fraction < 1.0, "must lie in (0, 1)", d.val_fraction)
     _check("data.batch_size", d.batch_size >= 1, "must be >= 1", d.batch_size)
     _check("data.random_erasing", 0.0 <= d.random_erasing <= 1.0, "is a probability in [0, 1]", d.random_erasing)
+    _validate_layout(cfg)
+
+
+def _validate_layout(cfg: TrainConfig) -> None:
+    """Options that only some on-disk layouts have, checked against data.name."""
+    d = cfg.data
+    if d.class_order is not None:
+        _allowed("data.class_order", d.class_order, list(CLASS_ORDERS))
+        _check("data.class_order", d.name in CLASS_ORDER_DATASETS, f"says what numeric labels mean, for "
+               f"data.name in {list(CLASS_ORDER_DATASETS)}; data.name={d.name} has its own: leave it null", d.class_order)
+    _check("data.class_order", d.name != "rafdb_lists" or d.class_order is not None,
+           f"is required for data.name=rafdb_lists (label lists are numbered by whoever wrote them): one of "
+           f"{list(CLASS_ORDERS)}; APViT's, SCAN-CCI's and DNFER's lists use rafdb_1to7", d.class_order)
+    _check("data.crop_face_box", not d.crop_face_box or d.name in FACE_BOX_DATASETS,
+           f"needs face boxes in the label file, which only {list(FACE_BOX_DATASETS)} have", d.crop_face_box)
 
 
 def _validate_trainer(cfg: TrainConfig) -> None:
@@ -86,6 +123,9 @@ def _validate_trainer(cfg: TrainConfig) -> None:
     _allowed("trainer.selection_metric", t.selection_metric, ["val_acc", "val_mean_class_acc", "val_macro_f1"])
     _check("trainer.device", t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"),
            "use auto, cpu, cuda or cuda:N", t.device)
+    _check("trainer.checkpoint_every", t.checkpoint_every >= 0, "must be >= 0 epochs (0 disables)", t.checkpoint_every)
+    _check("trainer.checkpoint_every_s", t.checkpoint_every_s >= 0, "must be >= 0 seconds (0 disables)",
+           t.checkpoint_every_s)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -11,6 +11,8 @@ VAL_METRICS = ("val_acc", "val_mean_class_acc", "val_macro_f1", "val_loss", "val
 TEST_METRICS = ("test_acc", "test_mean_class_acc", "test_macro_f1", "test_loss", "test_compactness")
 EPOCH_METRICS = ("train_loss", *VAL_METRICS, "lr", "epoch_s", "train_images_per_s", "selected_epoch",
                  "time_total_s")
+# The selected epoch's per-class validation result, reported with each epoch that improves the selection.
+VAL_PER_CLASS, VAL_CONFUSION = "val_per_class_acc", "val_confusion"
 # Metrics a searcher or scheduler may optimise (all reported every epoch).
 SEARCH_METRICS = (*VAL_METRICS, "train_loss", "best_val_acc")
 # What else a trial reports every epoch that a multi-objective search may trade off against accuracy.

@@ -1,14 +1,66 @@
-"""Shared fixtures: a private packed-data cache and tiny configs composed from the real Hydra tree."""
+"""Shared fixtures: a private packed-data cache, tiny configs composed from the real Hydra tree, and a
+guard that keeps every test inside the repository.
+
+The guard is an audit hook on ``open``, ``os.listdir`` and ``os.scandir``: a test that reads a path
+*beside* the clone (under its parent folder, outside the repository, the temporary folder and the
+Python installation; hidden folders such as ``~/.cache`` excepted) fails there, naming the path,
+because a user's clone has nothing beside it. Real faces come from ``tests/fixtures/london_faces``.
+"""
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+LONDON_FACES = ROOT / "tests" / "fixtures" / "london_faces"  # CC BY 4.0 crops and photos, see its README.md
+_GUARDED_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+_BESIDE = str(ROOT.parent)
+_allowed = [str(ROOT), os.path.realpath(tempfile.gettempdir()), tempfile.gettempdir(), sys.prefix,
+            sys.base_prefix, sys.exec_prefix, *(p for p in sys.path if p and not ROOT.is_relative_to(p))]
+outside_reads: list[str] = []  # every guarded path seen, kept even if the test swallowed the error
+
+
+class OutsideRepository(PermissionError):
+    """A test read a file beside the repository, which a user's clone does not have."""
+
+
+def beside_repository(path: str) -> bool:
+    if not path.startswith(_BESIDE + os.sep) or path[len(_BESIDE) + 1:].startswith("."):
+        return False
+    return not any(path == a or path.startswith(a.rstrip(os.sep) + os.sep) for a in _allowed)
+
+
+def _guard(event: str, args: tuple) -> None:
+    if event not in _GUARDED_EVENTS or not args or isinstance(args[0], int) or args[0] is None:
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if beside_repository(path):
+        outside_reads.append(path)
+        raise OutsideRepository(f"{path}: tests must not read outside the repository ({ROOT}); ship what the "
+                                "test needs under tests/fixtures (with its licence) or generate it")
+
+
+if ROOT.parent != Path(ROOT.anchor):  # a clone at the filesystem root has nothing "beside" it to guard
+    sys.addaudithook(_guard)
+
+
+def pytest_configure(config) -> None:
+    if config.option.basetemp:  # tmp_path lives there instead of the system temporary folder
+        _allowed.append(os.path.abspath(str(config.option.basetemp)))
+
+
+@pytest.fixture(autouse=True)
+def _reads_stay_in_the_repository():
+    start = len(outside_reads)
+    yield
+    if len(outside_reads) > start:
+        pytest.fail(f"read outside the repository: {outside_reads[start:][:3]}", pytrace=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

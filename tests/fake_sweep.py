@@ -3,9 +3,11 @@
 Two configurations (``model.attn_variant`` none | ds) x two seeds are trained by
 ``mfer.train.fit`` with a tiny config and laid out as Ray Tune 2.60 leaves them: one folder per
 trial with ``params.json``, ``result.json`` (one line per epoch: the trainer's metrics plus
-Ray's bookkeeping) and the latest ``checkpoint_00000N/``, beside ``mfer_sweep.json``. Two more
-trials make it a sweep rather than a demo: one stopped after its first epoch, as ASHA stops a
-trial, and one that crashed before finishing an epoch (``error.txt``, no checkpoint).
+Ray's bookkeeping, as the trainable's ``tune_result`` makes them) and the latest checkpoint as
+``checkpoint_00000N/``, beside ``mfer_sweep.json``. Two more trials make it a sweep rather than a
+demo: one stopped after its first epoch, as ASHA stops a trial (under the default checkpoint
+policy it has no checkpoint, only result rows), and one that crashed before finishing an epoch
+(``error.txt``, no checkpoint).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from mfer.config import to_dict
 from mfer.train import fit
+from mfer.train.checkpoint import latest_checkpoint
 from mfer_platform.overrides import apply_overrides
+from mfer_platform.sweep.trainable import tune_result
 
 from .conftest import TINY, compose_train
 
@@ -59,7 +63,7 @@ def _train_trial(exp: Path, base: dict, index: int, variant: str, seed: int, sto
 
     def on_epoch(end) -> None:
         total = (rows[-1]["time_total_s"] if rows else 0.0) + end.metrics["epoch_s"]
-        rows.append({**end.metrics, "trial_id": trial_id, "training_iteration": end.epoch, "time_total_s": total,
+        rows.append({**tune_result(end), "trial_id": trial_id, "training_iteration": end.epoch, "time_total_s": total,
                      "timestamp": int(time.time()), "done": end.is_last, "config": params})
         if end.epoch == stop_after:
             raise _Stopped
@@ -71,7 +75,9 @@ def _train_trial(exp: Path, base: dict, index: int, variant: str, seed: int, sto
             pass
         d = _trial_dir(exp, index, trial_id, params)
         (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        shutil.copytree(Path(run_dir) / "checkpoint", d / f"checkpoint_{len(rows) - 1:06d}")
+        ckpt = latest_checkpoint(Path(run_dir))
+        if ckpt is not None:
+            shutil.copytree(ckpt, d / f"checkpoint_{len(rows) - 1:06d}")
 
 
 def build(storage: Path) -> Path:

@@ -15,7 +15,7 @@ from mfer.data.classes import BASIC7, BASIC8
 from mfer.data.formats.base import DatasetError
 from mfer.data.synthetic import write_rafdb
 
-from .conftest import SHARED, compose_train
+from .conftest import LONDON_FACES, compose_train
 from .fer_fixtures import (FERPLUS_ROWS, faces, imagefolder_tree, index_of_entry, load, packed, report_of,
                            write_affectnet, write_ferplus)
 
@@ -65,18 +65,19 @@ def test_rafdb_accepts_both_label_file_spellings_and_original_images(raf_root, t
 
 
 def test_rafdb_adapter_on_real_faces():
-    """London faces in RAF-DB layout: real photos, labels 4 happiness / 7 neutral."""
-    root = SHARED / "data" / "london_faces" / "raf_format"
+    """London faces in RAF-DB layout (tests/fixtures): real photos, labels 4 happiness / 7 neutral."""
+    root = LONDON_FACES / "raf_format"
     entry = packed("rafdb", root, size=48)
     by_path = {r["path"]: r for r in index_of_entry(entry)}
     lines = raf_lines(root)
-    assert len(by_path) == len(lines) == 204
+    assert len(by_path) == len(lines) == 24
     for name, code in lines:
         row = by_path[f"Image/aligned/{name.replace('.jpg', '_aligned.jpg')}"]
         assert row["label"] == RAF_CODES[int(code)] and row["split"] == name.split("_")[0]
-    with open(SHARED / "data" / "london_faces" / "labels.csv") as fh:
-        truth = Counter((r["split"], r["label_name"]) for r in csv.DictReader(fh))
-    assert Counter((r["split"], r["label"]) for r in by_path.values()) == truth
+    with open(LONDON_FACES / "labels.csv") as fh:  # labels from the source folders (neutral/, smiling/)
+        truth = {f"Image/aligned/{r['raf_name'].replace('.jpg', '_aligned.jpg')}": (r["split"], r["label_name"])
+                 for r in csv.DictReader(fh)}
+    assert {path: (row["split"], row["label"]) for path, row in by_path.items()} == truth
     b = load("rafdb", root, size=48)
     assert set(b.test.labels.tolist()) == {BASIC7.index("happiness"), BASIC7.index("neutral")}
     assert b.train.images.shape[1:] == (48, 48, 3)

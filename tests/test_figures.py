@@ -19,12 +19,12 @@ from mfer_platform.report.figures.features import from_export
 from mfer_platform.report.figures.gradcam import cam_layers, grad_cams, gradcam_files
 from mfer_platform.results.stats import best_trial, compare, spec_from_record
 
-from .conftest import SHARED
+from .conftest import LONDON_FACES
 from .fake_sweep import EXPERIMENT, clone
 
 # Face Research Lab London Set (DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5), CC BY 4.0;
-# cropped and resized copies, see its README.md.
-LONDON_FACE = SHARED / "data" / "london_faces" / "images" / "happiness" / "001_08.jpg"
+# a cropped and resized copy shipped in tests/fixtures, see its README.md (face 001, smiling).
+LONDON_FACE = LONDON_FACES / "raf_format" / "Image" / "aligned" / "test_0002_aligned.jpg"
 
 
 def _blobs(n_per_class: int = 20, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,6 @@ def test_figures_cli_writes_a_self_contained_page_and_gradcam_grids(fake_sweep, 
     assert "missing.jpg: missing file" in page
 
 
-@pytest.mark.skipif(not LONDON_FACE.is_file(), reason=f"{LONDON_FACE} (shared London face set) is not on this machine")
 def test_gradcam_on_a_real_face_for_an_exported_model(fake_sweep, tmp_path):
     model_dir = export_best(str(clone(fake_sweep, tmp_path / "sweeps")), EXPERIMENT, tmp_path / "model")
     tm = from_export(model_dir)

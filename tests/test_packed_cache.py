@@ -15,10 +15,10 @@ import torch
 from mfer.data.batches import iterate_batches
 from mfer.data.synthetic import write_imagefolder
 
-from .conftest import SHARED
+from .conftest import LONDON_FACES
 from .fer_fixtures import faces, index_of_entry, load, packed
 
-RAF = SHARED / "data" / "london_faces" / "raf_format"
+RAF = LONDON_FACES / "raf_format"  # real faces in RAF-DB layout, shipped in the repository
 
 # One "trial": load the dataset, read every train image, wait for its sibling, then measure the
 # resident (RSS) and proportional (PSS) memory of its mapping of the packed train file.

@@ -12,9 +12,9 @@ from mfer.config import ConfigError
 from mfer.data.align import AlignSettings, FaceAligner, similarity, template
 from mfer.data.prepare import JOURNAL, REPORT, prepare_tree, to_prepare_config
 
-from .conftest import SHARED
+from .conftest import LONDON_FACES
 
-PHOTOS = SHARED / "data" / "london_faces" / "fullres_sample"  # four 1350x1350 originals
+PHOTOS = LONDON_FACES / "photos"  # four uncropped originals, 450x450
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def prepared(tmp_path_factory):
     shutil.copytree(PHOTOS, src / "faces")
     # Same size as the photos, so it shares their MTCNN batch: a batch mixing face and no-face
     # images is the case that breaks facenet-pytorch's own box selection.
-    Image.new("RGB", (1350, 1350), (120, 130, 140)).save(src / "faces" / "wall.jpg")
+    with Image.open(next(PHOTOS.iterdir())) as photo:
+        Image.new("RGB", photo.size, (120, 130, 140)).save(src / "faces" / "wall.jpg")
     (src / "broken").mkdir()
     (src / "broken" / "cut.jpg").write_bytes((PHOTOS / "neutral_front__001_03.jpg").read_bytes()[:3000])
     (src / "labels.txt").write_text("neutral_front__001_03.jpg 7\n")

@@ -196,3 +196,26 @@ def test_report_on_a_storage_path_it_cannot_write(storage, tmp_path):
                           "figures=false"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "not updated" in out.stderr and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_no_state_pt_is_needed_for_reports_and_exports(storage, tmp_path):
+    """Every state.pt deleted (ingest never opens one): the store still has each trial's per-class
+    validation result and confusion — the early-stopped trial's from its result rows —, and the
+    report and export are written from it."""
+    from mfer_platform.report.sweep_report import make_report
+    from mfer_platform.serving.export import export_best
+
+    for state in storage.rglob("state.pt"):
+        state.unlink()
+    ingest(str(storage), EXPERIMENT)
+    trials = load_trials(str(storage), EXPERIMENT)
+    ran = trials[trials["epochs_run"] > 0]
+    assert set(ran["status"]) == {"completed", "early_stopped"}
+    for _, row in ran.iterrows():
+        cm = np.vstack(row["val_confusion"])
+        np.testing.assert_allclose(row["val_per_class_acc"], np.diag(cm) / cm.sum(1))
+        assert row["val_acc"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert set(ran["val_per_class_source"]) == {"result"}
+    paths = make_report(str(storage), EXPERIMENT, tmp_path / "report")
+    assert "Per-class validation accuracy" in paths["html"].read_text()
+    assert (export_best(str(storage), EXPERIMENT, tmp_path / "export") / "model.safetensors").is_file()

@@ -42,6 +42,20 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
     assert status_lines and "| 0 errored |" in status_lines[-1]  # retried, not failed
 
 
+def test_a_trial_killed_between_checkpoints_loses_at_most_the_interval(tmp_path, ray_env):
+    """Checkpoints every 2 epochs; each trial's worker is SIGKILLed after epoch 3, between two
+    checkpoints: the retry resumes from epoch 2's checkpoint, so only epoch 3 runs again."""
+    env = {**ray_env, "MFER_FAULTS": "kill@3", "MFER_FAULTS_DIR": str(tmp_path / "faults")}
+    cmd = sweep_cmd(tmp_path / "store", "interval", "search.num_samples=2",
+                    'overrides=["trainer.epochs=4","trainer.checkpoint_every=2"]')
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert len(list((tmp_path / "faults").iterdir())) == 2  # the kill landed in both trials
+    for trial, eps in trial_epochs(tmp_path / "store" / "interval").items():
+        assert eps == [1, 2, 3, 3, 4], (trial, eps)  # resumed at 3 from epoch 2's checkpoint, not from 1
+    assert_store_holds_each_trial_once(tmp_path / "store", "interval", 2, 4)
+
+
 def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):
     """SIGKILL from outside, as the OOM killer does: no exception, no goodbye. Every trial stalls
     after epoch 1 (``hang@1``) until the test kills its worker process, so each of the four kills

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from mfer.config import ConfigError
 from mfer.train import NonFiniteLossError, fit
-from mfer.train.checkpoint import load_state
+from mfer.train.checkpoint import RESULT_KEYS, latest_checkpoint, load_state
 
 from .conftest import TINY, compose_train
 
@@ -30,9 +30,34 @@ def test_fit_writes_metrics_and_selects_on_validation(tiny_cfg, tmp_path):
     best = max(m["history"], key=lambda r: r["val_acc"])
     assert m["selected_epoch"] == best["epoch"] and m["val_acc"] == best["val_acc"]
     assert sum(map(sum, m["test_confusion"])) == sum(m["split_counts"]["test"])
-    meta = json.loads((tmp_path / "checkpoint" / "meta.json").read_text())  # what sweeps keep of a run
-    assert meta["test"] == {"per_class_acc": m["test_per_class_acc"], "confusion": m["test_confusion"], "n": m["test_n"]}
-    assert (tmp_path / "checkpoint" / "best_model.safetensors").is_file()
+    final = tmp_path / "checkpoints" / "epoch_0002"  # the default policy: only the last epoch (15 min interval)
+    assert [e.checkpoint_dir for e in seen] == [None, final] and latest_checkpoint(tmp_path) == final
+    meta = json.loads((final / "meta.json").read_text())  # what sweeps keep of a run
+    assert meta["test"] == {"per_class_acc": m["test_per_class_acc"], "confusion": m["test_confusion"], "n": m["test_n"],
+                            **{k: m[f"test_{k}"] for k in ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")}}
+    assert set(meta["test"]) == set(RESULT_KEYS) and meta["epoch"] == 2
+    assert meta["selected_val"] == {"per_class_acc": m["val_per_class_acc"], "confusion": m["val_confusion"],
+                                    "n": sum(m["split_counts"]["val"]), "epoch": m["selected_epoch"],
+                                    **{k: m[f"val_{k}"] for k in ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")}}
+    assert (final / "best_model.safetensors").is_file()
+    # The hook saw the selected epoch's full validation result on the epochs that improved it.
+    assert seen[0].selected_val is not None and seen[0].selected_val["epoch"] == 1
+    improved = [e for e in seen if e.selected_val is not None]
+    assert improved[-1].selected_val == meta["selected_val"]
+    assert all(isinstance(v, (int, float)) for e in seen for v in e.metrics.values())  # metrics stay flat scalars
+
+
+def test_each_checkpoint_is_a_fresh_folder_and_the_previous_goes_after_the_hook(tmp_path):
+    cfg = compose_train(*TINY, "trainer.epochs=3", "trainer.checkpoint_every=1")
+    listed = []
+
+    def on_epoch(end):  # what the folder holds while the hook runs (Ray copies the checkpoint here)
+        listed.append(sorted(p.name for p in (tmp_path / "checkpoints").iterdir()))
+
+    fit(cfg, tmp_path, on_epoch=on_epoch)
+    assert listed == [["epoch_0001"], ["epoch_0001", "epoch_0002"], ["epoch_0002", "epoch_0003"]]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_0003"]
+    assert [r["epoch"] for r in json.loads((tmp_path / "checkpoints" / "epoch_0003" / "meta.json").read_text())["history"]] == [1, 2, 3]
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -44,13 +69,14 @@ def test_resume_equals_uninterrupted(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(cfg, tmp_path / "cut", on_epoch=stop_after_two)
-    assert load_state(tmp_path / "cut" / "checkpoint")["epoch"] == 2
-    resumed = fit(cfg, tmp_path / "resumed", resume_from=tmp_path / "cut" / "checkpoint")
+        fit(cfg, tmp_path / "cut", on_epoch=stop_after_two, checkpoint_epochs={2})  # as a PBT boundary asks
+    cut = tmp_path / "cut" / "checkpoints" / "epoch_0002"
+    assert load_state(cut)["epoch"] == 2 and latest_checkpoint(tmp_path / "cut") == cut
+    resumed = fit(cfg, tmp_path / "resumed", resume_from=cut)
     assert [r["train_loss"] for r in resumed["history"]] == pytest.approx([r["train_loss"] for r in full["history"]])
     assert resumed["val_acc"] == full["val_acc"] and resumed["test_acc"] == full["test_acc"]
-    a = load_file(str(tmp_path / "full" / "checkpoint" / "best_model.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "checkpoint" / "best_model.safetensors"))
+    a = load_file(str(latest_checkpoint(tmp_path / "full") / "best_model.safetensors"))
+    b = load_file(str(latest_checkpoint(tmp_path / "resumed") / "best_model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k])
 
@@ -66,6 +92,8 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     ("model.msc_fractions=[0.5,1.5]", "model.msc_fractions"),
     ("optim.lr=-1", "optim.lr"),
     ("loss.feature=arcface", "loss.feature"),
+    ("trainer.checkpoint_every=-1", "trainer.checkpoint_every"),
+    ("trainer.checkpoint_every_s=-5", "trainer.checkpoint_every_s"),
 ])
 def test_bad_config_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

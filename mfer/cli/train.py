@@ -1,9 +1,9 @@
 """``mfer-train``: one training run from the Hydra config tree in ``mfer/conf``.
 
     mfer-train data=synthetic model=mfer_atto hydra.run.dir=runs/demo
-    mfer-train model=mfer_paper data=rafdb data.root=/data/RAF-DB trainer=paper
+    mfer-train experiment=paper_rafdb data.root=/data/RAF-DB/basic
 
-Writes ``metrics.json`` and ``checkpoint/`` into the run directory.
+Writes ``metrics.json`` and the newest checkpoint, ``checkpoints/epoch_NNNN/``, into the run directory.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
 from mfer.model.backbone import WeightsError
+from mfer.model.hub import weights_file
 from mfer.train import EpochEnd, NonFiniteLossError, fit
 from mfer.validation import to_train_config
 
@@ -39,6 +40,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     with user_errors(WeightsError, NonFiniteLossError):
         train_cfg = to_train_config(OmegaConf.to_container(cfg, resolve=True))
+        if train_cfg.model.pretrained:  # weights missing from the hub cache stop here, before any data is packed
+            log.info(f"model.pretrained={train_cfg.model.pretrained}: {weights_file(train_cfg.model.pretrained)}")
         log.info(f"run dir: {run_dir}")
         metrics = fit(train_cfg, run_dir, on_epoch=_log_epoch)
     keys = ("val_acc", "val_mean_class_acc", "val_macro_f1", "test_acc", "selected_epoch", "params",

@@ -30,6 +30,31 @@ FERPLUS_VOTE_COLUMNS = {
     "anger": "anger", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
 }
 FERPLUS_NON_EMOTION = ("unknown", "NF")
+# What the numbers of a numeric class-folder tree or a per-split label list mean (data.class_order).
+# Each name states the dataset whose order it is and where its numbering starts, so nothing is guessed
+# from folder contents: Kaggle's RAF-DB copy numbers folders 1..7 in RAF-DB's order, DAN's AffectNet
+# export (yaoing/DAN utils/convert_affectnet.py) numbers them 0..7 by expression code, APViT's and
+# SCAN-CCI's EmoLabel lists keep RAF-DB's 1..7 (their loaders subtract 1).
+_RAF_ORDER = [RAFDB_LABELS[i] for i in range(1, 8)]
+_FERPLUS_ORDER = list(FERPLUS_VOTE_COLUMNS.values())
+CLASS_ORDERS: dict[str, dict[int, str]] = {
+    "rafdb_1to7": {i + 1: c for i, c in enumerate(_RAF_ORDER)},
+    "rafdb_0to6": dict(enumerate(_RAF_ORDER)),
+    "affectnet_0to7": dict(AFFECTNET_LABELS),
+    "affectnet_0to6": {k: v for k, v in AFFECTNET_LABELS.items() if k < 7},
+    "fer2013_0to6": dict(FER2013_LABELS),
+    "ferplus_0to7": dict(enumerate(_FERPLUS_ORDER)),
+}
+# Numbers an order knows and leaves out by rule: AffectNet-7 is AffectNet without contempt (code 7), as
+# DAN's 7-class loader drops folder 7; listed in the report, not an error.
+CLASS_ORDER_LEFT_OUT: dict[str, dict[int, str]] = {"affectnet_0to6": {7: "contempt (not in the 7-class set)"}}
+
+
+def describe_order(order: str) -> str:
+    """``rafdb_1to7 (1 surprise, 2 fear, …)``: what an order means, for messages."""
+    return f"{order} ({', '.join(f'{k} {v}' for k, v in CLASS_ORDERS[order].items())})"
+
+
 # Class-folder names seen in class-per-folder releases (FER2013's ImageFolder exports, AffectNet and
 # RAF-DB mirrors), compared case-insensitively; canonical names and abbreviations are accepted too.
 FOLDER_ALIASES = {

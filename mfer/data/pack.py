@@ -6,7 +6,8 @@ new entry, an unchanged dataset is never decoded twice on a node. A thread pool 
 and hashlib release the GIL) and rows stream into ``np.lib.format.open_memmap`` files, so a
 dataset larger than RAM packs fine; soft targets (FERPlus's vote rules) go beside the labels.
 Beside the arrays: ``index.parquet`` (path, label, split, row, source hash per packed image) and
-``report.json`` — every record left out, by rule or as unreadable, with the reason. Exclusion
+``report.json`` — every record left out, by rule or as unreadable, with the reason, and the
+adapter's notes on how the layout was read (e.g. a ``val/`` folder taken as the test split). Exclusion
 counts are logged at every load, never silently dropped, and a split left empty is an error that
 points at the report.
 """
@@ -73,7 +74,7 @@ def cache_key(listing: Listing, size: int) -> str:
     blob = json.dumps({
         "pack_version": PACK_VERSION, "dataset": listing.dataset, "options": listing.options,
         "classes": listing.classes, "size": size,
-        "records": [(r.name, r.label, r.split, r.row, r.target) for r in listing.records],
+        "records": [(r.name, r.label, r.split, r.row, r.target, r.box) for r in listing.records],
         "excluded": [(e.name, e.kind) for e in listing.excluded],
         "files": [_stat(p) for p in files],
     }, ensure_ascii=False).encode("utf-8", "surrogateescape")
@@ -87,10 +88,22 @@ def decode_record(rec: Record, size: int, tables: dict[Path, Callable[[int], np.
             grey = tables[rec.path](rec.row)
             img = Image.fromarray(grey, "L").convert("RGB")
             return Decoded(square_pixels(img, size), hashlib.sha1(grey.tobytes()).hexdigest(), "L")
-        img, mode, data = read_image(rec.path, draft_size=size)
+        if rec.box is None:
+            img, mode, data = read_image(rec.path, draft_size=size)
+        else:  # decoded at full scale: a JPEG draft would shrink the photo under the box's coordinates
+            img, mode, data = read_image(rec.path)
+            img = face_crop(img, rec.box)
         return Decoded(square_pixels(img, size), hashlib.sha1(data).hexdigest(), mode)
     except UnreadableImage as e:
         return e
+
+
+def face_crop(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """The (x, y, width, height) box of ``img``; a box reaching past the photo is an unreadable record."""
+    x, y, w, h = box
+    if x + w > img.width or y + h > img.height:
+        raise UnreadableImage("face box outside the image", f"box {box} on a {img.width}x{img.height} image")
+    return img.crop((x, y, x + w, y + h))
 
 
 def _finish_images(tmp: Path, split: str, partial_file: Path, n_ok: int, n_listed: int) -> None:
@@ -174,11 +187,11 @@ def _write_entry(listing: Listing, size: int, key: str, tmp: Path) -> dict:
         "listed": dict(listed), "packed": dict(packed),
         "excluded_by_rules": dict(Counter(e.kind for e in listing.excluded)),
         "excluded_unreadable": dict(Counter(e.kind for e in unreadable)),
-        "identical_images_across_splits": len(leaks),
+        "identical_images_across_splits": len(leaks), "notes": listing.notes,
         "built": {"host": platform.node(), "pid": os.getpid(), "seconds": round(time.perf_counter() - t0, 2),
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
-    report = {**{k: meta[k] for k in ("dataset", "root", "key", "image_size", "listed", "packed",
+    report = {**{k: meta[k] for k in ("dataset", "root", "key", "image_size", "notes", "listed", "packed",
                                       "excluded_by_rules", "excluded_unreadable")},
               "converted_modes": {m: n for m, n in modes.items() if m != "RGB"},
               "identical_images_across_splits": leaks,
@@ -190,6 +203,8 @@ def _write_entry(listing: Listing, size: int, key: str, tmp: Path) -> dict:
 def _log_counts(meta: dict, folder: Path) -> None:
     packed = " / ".join(f"{s} {meta['packed'].get(s, 0)}" for s in SPLITS if s in meta["listed"])
     log.info(f"{meta['dataset']} at {meta['image_size']}px: {packed} images, memory-mapped from {folder}")
+    for note in meta.get("notes", []):
+        log.info(f"{meta['dataset']}: {note}")
     if meta["excluded_by_rules"]:
         log.info(f"{meta['dataset']}: left out by the format's rules: {meta['excluded_by_rules']}")
     if meta["excluded_unreadable"]:

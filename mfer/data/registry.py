@@ -18,7 +18,7 @@ from mfer.config import DataConfig
 from mfer.data.arrays import ArraySplit, DatasetBundle
 from mfer.data.cache import cache_root, cached
 from mfer.data.classes import BASIC7, BASIC8
-from mfer.data.formats import affectnet, ferplus, folder, rafdb
+from mfer.data.formats import affectnet, affectnet_npy, ferplus, ferplus_folders, folder, rafdb
 from mfer.data.formats.base import Listing
 from mfer.data.pack import pack
 from mfer.data.splits import stratified_split
@@ -58,19 +58,28 @@ def load_packed(list_dataset: Callable[[DataConfig], Listing], cfg: DataConfig) 
     """A real dataset: list it with its adapter, decode it once per node into the cache, memory-map it."""
     packed = pack(list_dataset(cfg), cfg.image_size, cache_root(cfg.cache_dir))
     s = packed.splits
-    if "val" in s:  # the release's own validation split (FERPlus PublicTest, a folder tree's val/)
+    if "val" in s:  # the release's own validation split (FERPlus PublicTest, a folder tree's val/ beside test/)
         return DatasetBundle(s["train"], s["val"], s["test"], packed.classes, packed.content_hash)
     return carve_validation(s["train"], s["test"], packed.classes, packed.content_hash, cfg)
 
 
-# Real datasets: data.name -> adapter. Each is decoded once per node into the packed cache.
+# Real datasets: data.name -> adapter, one per on-disk layout (the README's "Datasets" table maps
+# each public layout to its data= preset). Each is decoded once per node into the packed cache.
 LISTINGS: dict[str, Callable[[DataConfig], Listing]] = {
     "rafdb": rafdb.listing,
+    "rafdb_lists": rafdb.lists_listing,
     "affectnet7": partial(affectnet.listing, classes=BASIC7),
     "affectnet8": partial(affectnet.listing, classes=BASIC8),
+    "affectnet7_npy": partial(affectnet_npy.listing, classes=BASIC7),
+    "affectnet8_npy": partial(affectnet_npy.listing, classes=BASIC8),
     "ferplus": ferplus.listing,
+    "ferplus_folders": ferplus_folders.listing,
     "folder": folder.listing,
 }
+# Which layouts take which layout-specific options (checked by mfer.validation).
+CLASS_ORDER_DATASETS = ("folder", "rafdb_lists")  # numbered labels: data.class_order says what they mean
+FACE_BOX_DATASETS = ("affectnet7", "affectnet8")  # label files with face boxes: data.crop_face_box
+VOTE_DATASETS = ("ferplus", "ferplus_folders")  # crowd votes: data.ferplus_labels
 DATASETS: dict[str, Callable[[DataConfig], DatasetBundle]] = {
     "synthetic": load_synthetic,
     **{name: partial(load_packed, list_dataset) for name, list_dataset in LISTINGS.items()},

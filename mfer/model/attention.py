@@ -12,7 +12,9 @@ FAER's Eq. (1) does). With X (B, C, H, W) and Xp = X in channels-last layout::
 One channel-wise spatial softmax: no heads, no 1/√d scaling, no output projection.
 Variants drop one branch (``global``: K only, ``local``: Q only). ``k_gate="pooled"`` is FAER's
 CC-attention gate (MLP(X) ⊙ AvgPool(X)); ``groups`` trades the dense conv's cost (≈51 M params
-at C=1024, k=7) for a grouped or depthwise one.
+at C=1024, k=7) for a grouped or depthwise one. Weights start as the released code starts them:
+its ConvNeXt's ``_init_weights`` runs over the appended attention blocks too, so every Linear and
+Conv2d gets ``trunc_normal_(std=0.02)`` and a zero bias (LayerNorm keeps 1 and 0).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from torch import nn
 
 
@@ -46,6 +49,7 @@ class DSAttention(nn.Module):
             self.q_norm = nn.LayerNorm(dim)
         else:
             self.q_conv = self.q_norm = None
+        self.apply(_released_init)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Q + K in channels-last layout (B, H, W, C), before the spatial softmax."""
@@ -64,6 +68,13 @@ class DSAttention(nn.Module):
         v = self.v(x.permute(0, 2, 3, 1))
         a = torch.softmax(self.scores(x).reshape(b, h * w, c), dim=1).reshape(b, h, w, c)
         return (a * v).permute(0, 3, 1, 2) + x
+
+
+def _released_init(m: nn.Module) -> None:
+    """XuJ1E/MFER ``model.py`` ``ConvNeXt._init_weights``, which ``self.apply`` runs over the attention too."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)
 
 
 def _variant(use_global: bool, use_local: bool) -> Callable[..., nn.Module]:

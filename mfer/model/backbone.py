@@ -1,9 +1,8 @@
-"""timm ConvNeXt backbones and local pretrained-weight loading.
+"""timm ConvNeXt backbones, and ImageNet weights loaded into them by timm name.
 
-Weights are read from a named local file, never downloaded: timm format, Meta's original
-ConvNeXt format (remapped by timm's own ``checkpoint_filter_fn``), or FAER/MFTN-style
-checkpoints that wrap a timm ConvNeXt as ``net.`` under ``state_dict``. Key mismatches fail
-loudly (fer_pitfalls #5) and the file's SHA-256 is returned for provenance.
+Weights named ``arch.tag`` go through timm's own loader (``load_pretrained`` with the family's
+``checkpoint_filter_fn``, the classifier dropped), from a file the Hugging Face hub cache already
+holds (``mfer.model.hub``). Local checkpoint files of other layouts are ``mfer.model.weights``'.
 """
 from __future__ import annotations
 
@@ -12,15 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import timm
-import torch
+from timm.models import get_pretrained_cfg, load_pretrained, split_model_name_tag
 from timm.models.convnext import ConvNeXt, checkpoint_filter_fn
-
-_WRAPPER_KEYS = ("state_dict", "model", "model_state", "module")
-_PREFIXES = ("module.", "net.", "backbone.", "model.")
 
 
 class WeightsError(RuntimeError):
-    """A pretrained-weights file that cannot be used as the configured backbone."""
+    """Pretrained weights that cannot be used as configured; the message names the file and the fix."""
 
 
 @lru_cache(maxsize=1)
@@ -32,12 +28,31 @@ def is_known_backbone(name: str) -> bool:
     return name in known_backbones()
 
 
+@lru_cache(maxsize=1)
+def _pretrained_names() -> frozenset[str]:
+    return frozenset(timm.list_pretrained("convnext*"))
+
+
+def pretrained_architecture(name: str) -> str | None:
+    """The architecture ``name`` (``arch`` or ``arch.tag``) holds weights for, or None if timm lists
+    no such pretrained ConvNeXt weights."""
+    arch, tag = split_model_name_tag(name)
+    if tag:
+        return arch if name in _pretrained_names() else None
+    return arch if any(n.split(".")[0] == arch for n in _pretrained_names()) else None
+
+
+def pretrained_tags(arch: str) -> list[str]:
+    return sorted(n for n in _pretrained_names() if n.split(".")[0] == arch)
+
+
 def create_backbone(name: str, drop_path_rate: float) -> ConvNeXt:
     """A ConvNeXt without classifier: ``forward_head(x, pre_logits=True)`` gives LN(GAP(x))."""
     return timm.create_model(name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
 
 
-def file_sha256(path: Path) -> str:
+@lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -45,38 +60,19 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a .safetensors file or a torch checkpoint (``weights_only=True``: no pickles)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(obj, dict) and len(obj) and any(k in obj for k in _WRAPPER_KEYS):
-        obj = obj[next(k for k in _WRAPPER_KEYS if k in obj)]
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return obj
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a weights file, hashed once per process while the file is unchanged."""
+    st = Path(path).stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
-def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for p in _PREFIXES:
-        if sd and all(k.startswith(p) for k in sd):
-            sd = {k[len(p):]: v for k, v in sd.items()}
-    return sd
-
-
-def load_pretrained(backbone: ConvNeXt, path: str | Path) -> str:
-    """Load local weights into ``backbone``; a classifier in the file is dropped. Returns SHA-256."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"model.pretrained_file={str(path)!r} does not exist; give a local weights file")
-    sd = checkpoint_filter_fn(_strip_prefixes(read_state_dict(path)), backbone)
-    sd = {k: v for k, v in sd.items() if not k.startswith("head.fc.")}
-    missing, unexpected = backbone.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: does not match the backbone: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}). Check model.backbone matches the file."
-        )
+def load_named_weights(backbone: ConvNeXt, name: str, path: Path) -> str:
+    """Load timm's weights ``name`` from ``path`` into ``backbone`` exactly as
+    ``timm.create_model(name, pretrained=True, num_classes=0)`` would; returns the file's SHA-256."""
+    cfg = get_pretrained_cfg(name).to_dict()
+    cfg["file"] = str(path)  # timm reads the file first when one is given, before any hub or URL source
+    try:
+        load_pretrained(backbone, pretrained_cfg=cfg, num_classes=0, filter_fn=checkpoint_filter_fn, strict=True)
+    except (RuntimeError, KeyError) as e:
+        raise WeightsError(f"{path} (model.pretrained={name}) does not fit the backbone: {e}") from None
     return file_sha256(path)

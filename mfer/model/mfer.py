@@ -16,9 +16,10 @@ from torch import nn
 
 from mfer.config import ModelConfig
 from mfer.model.attention import build_attention
-from mfer.model.backbone import create_backbone, load_pretrained
+from mfer.model.backbone import create_backbone
 from mfer.model.msc import build_classifier
 from mfer.model.output import ModelOutput
+from mfer.model.weights import load_initial_weights
 
 
 class MFER(nn.Module):
@@ -26,9 +27,6 @@ class MFER(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.backbone = create_backbone(cfg.backbone, cfg.drop_path_rate)
-        self.weights_sha256: Optional[str] = (
-            load_pretrained(self.backbone, cfg.pretrained_file) if cfg.pretrained_file else None
-        )
         widths = [info["num_chs"] for info in self.backbone.feature_info]
         self.attn = nn.ModuleDict()
         for stage in sorted(cfg.attn_stages):
@@ -37,6 +35,8 @@ class MFER(nn.Module):
                 self.attn[str(stage)] = block
         self.num_features = self.backbone.num_features
         self.head = build_classifier(self.num_features, num_classes, list(cfg.msc_fractions))
+        # Last, once every part exists: a checkpoint may carry attention and head weights too.
+        self.weights_sha256: Optional[str] = load_initial_weights(self, cfg)
 
     def feature_maps(self, x: torch.Tensor, keep: Collection[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The final normalised feature map, and the stage outputs named in ``keep``: ``stage1`` …

@@ -24,6 +24,7 @@ from mfer.data.registry import load_dataset
 from mfer.device import resolve_device
 from mfer.losses import MFERLoss
 from mfer.model import build_model, parameter_breakdown
+from mfer.model.output import ModelOutput
 from mfer.provenance import environment, git_commit
 from mfer.schedule import build_lr_schedule
 from mfer.train.evaluate import evaluate
@@ -45,6 +46,14 @@ class TrainingRun:
     augment: BatchAugment
     params: list[nn.Parameter]  # model + criterion parameters: what gradient clipping bounds
     static: dict  # provenance and sizes, identical in every epoch's metrics and checkpoint
+    # ``torch.compile``d ``model.forward_train`` (trainer.compile), else None: eager. Only the
+    # training forward is compiled; ``model`` stays the plain module, so evaluation, state dicts
+    # and checkpoints keep unprefixed names.
+    compiled_forward: Optional[Callable[[torch.Tensor], ModelOutput]] = None
+
+    def forward_train(self, x: torch.Tensor) -> ModelOutput:
+        """The training forward: the compiled one when there is one."""
+        return (self.compiled_forward or self.model.forward_train)(x)
 
     def evaluate(self, split: ArraySplit) -> dict:
         """Metrics of the current weights on ``split`` (``mfer.train.evaluate.evaluate``)."""
@@ -72,6 +81,21 @@ def configure_torch(tc: TrainerConfig) -> torch.device:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not tc.deterministic
     return device
+
+
+def optimizer_kwargs(device: torch.device) -> dict:
+    """AdamW's implementation for ``device``: the fused kernel on CUDA (one launch per step for
+    all parameters), torch's default elsewhere."""
+    return {"fused": True} if device.type == "cuda" else {}
+
+
+def maybe_compile(model: nn.Module, tc: TrainerConfig) -> Optional[Callable[[torch.Tensor], ModelOutput]]:
+    """``torch.compile(model.forward_train)`` when ``trainer.compile`` is set, else None (eager).
+
+    The bound method is compiled, not the module, so ``model.state_dict()`` keeps its names (no
+    ``_orig_mod.`` prefix) and checkpoints load into an eager model. Compilation happens lazily, at
+    the first training step."""
+    return torch.compile(model.forward_train) if tc.compile else None
 
 
 def param_groups(model: nn.Module, criterion: nn.Module, weight_decay: float) -> list[dict]:
@@ -119,7 +143,7 @@ def build_run(cfg: TrainConfig, data: Optional[DatasetBundle] = None) -> Trainin
     criterion = MFERLoss(cfg.loss, k, model.num_features, dc.ferplus_labels).to(device)
     groups = param_groups(model, criterion, cfg.optim.weight_decay)
     params = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **optimizer_kwargs(device))
     return TrainingRun(
         cfg=cfg, data=data, device=device, autocast=autocast, amp_dtype=amp_dtype, channels_last=channels_last,
         model=model, criterion=criterion, optimizer=optimizer,
@@ -128,4 +152,5 @@ def build_run(cfg: TrainConfig, data: Optional[DatasetBundle] = None) -> Trainin
         augment=BatchAugment(dc.hflip, dc.random_erasing, tuple(dc.erasing_scale), dc.multires),
         params=params,
         static=static_provenance(cfg, data, model, device, amp_dtype),
+        compiled_forward=maybe_compile(model, tc),
     )

@@ -6,12 +6,18 @@ A checkpoint is a folder:
   with ``torch.load(weights_only=True)``. Randomness needs no saved state: the trainer derives
   every epoch's seed from (seed, epoch), so epoch e after a resume draws what it would have.
 - ``best_model.safetensors``: the selected epoch's model + centres (what export ships).
-- ``meta.json``: the config and the metrics so far (readable without torch).
-Folders are written beside the target and renamed into place, so a crash never leaves half a
-checkpoint.
+- ``meta.json``: the config, the metrics so far, the selected epoch's full validation result
+  (``selected_val``) and, in the final checkpoint, the full test result (``test``): everything a
+  results store needs, readable without torch and without opening ``state.pt``.
+Every checkpoint is a fresh folder, ``run_dir/checkpoints/epoch_NNNN`` (completed epochs), written
+beside its target and renamed into place, so a crash never leaves half a checkpoint and an
+uploader never sees a folder change under it.
 
-``Progress`` is the loop's bookkeeping between epochs; ``save_progress`` writes it with the run's
-components, and ``resume`` restores both into a freshly built ``TrainingRun``.
+When to write one is ``CheckpointPolicy``'s decision: by wall-clock interval
+(``trainer.checkpoint_every_s``), by epoch interval (``trainer.checkpoint_every``), after the last
+epoch and at epochs the caller names (PBT perturbations, HyperBand pauses). ``Progress`` is the
+loop's bookkeeping between epochs; ``save_progress`` writes it with the run's components, and
+``resume`` restores both into a freshly built ``TrainingRun``.
 """
 from __future__ import annotations
 
@@ -19,19 +25,82 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection, Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from mfer.config import TrainerConfig
 from mfer.schedule import lr_factor
 from mfer.train.build import TrainingRun
 
 STATE = "state.pt"
 BEST = "best_model.safetensors"
 META = "meta.json"
+CHECKPOINTS = "checkpoints"  # run_dir/checkpoints/epoch_NNNN, one folder per checkpoint
+# The full result of one evaluation, as meta.json and EpochEnd.selected_val carry it.
+RESULT_KEYS = ("acc", "mean_class_acc", "macro_f1", "loss", "compactness", "per_class_acc", "confusion", "n")
+
+
+@dataclass
+class CheckpointPolicy:
+    """When a resumable checkpoint is due: pure bookkeeping, no I/O, with an injectable clock.
+
+    Due after epoch ``e`` (completed epochs, 1-based) when ``e`` is the last epoch, when ``e`` is in
+    ``at_epochs``, when ``every_epochs > 0`` divides ``e`` (absolute epochs, so a resumed run keeps
+    the same boundaries), or when ``every_s > 0`` seconds have passed since the last checkpoint this
+    process wrote (``saved``) or, before it wrote any, since the policy was made. ``fit`` makes it
+    when training starts, fresh or resumed: the checkpoint a resume starts from is the state of that
+    moment, so the interval counts from there.
+    """
+
+    epochs: int
+    every_epochs: int = 0
+    every_s: float = 0.0
+    at_epochs: Collection[int] = frozenset()
+    clock: Callable[[], float] = time.monotonic
+    last_saved: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.at_epochs = frozenset(self.at_epochs)
+        self.last_saved = self.clock()
+
+    @classmethod
+    def from_config(cls, tc: TrainerConfig, at_epochs: Collection[int] = (),
+                    clock: Callable[[], float] = time.monotonic) -> "CheckpointPolicy":
+        return cls(tc.epochs, tc.checkpoint_every, tc.checkpoint_every_s, at_epochs, clock)
+
+    def reason(self, epoch: int) -> Optional[str]:
+        """Why a checkpoint is due after ``epoch`` (last | requested | epochs | interval), or None."""
+        if epoch >= self.epochs:
+            return "last"
+        if epoch in self.at_epochs:
+            return "requested"
+        if self.every_epochs > 0 and epoch % self.every_epochs == 0:
+            return "epochs"
+        if self.every_s > 0 and self.clock() - self.last_saved >= self.every_s:
+            return "interval"
+        return None
+
+    def saved(self) -> None:
+        """A checkpoint was just written: the wall-clock interval starts again."""
+        self.last_saved = self.clock()
+
+
+def checkpoint_folder(run_dir: Path, epoch: int) -> Path:
+    """The folder of the checkpoint after ``epoch`` completed epochs."""
+    return Path(run_dir) / CHECKPOINTS / f"epoch_{epoch:04d}"
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The newest complete checkpoint folder under ``run_dir``, or None (in-flight ``.tmp`` and
+    ``.old`` folders are not checkpoints)."""
+    folders = [p for p in (Path(run_dir) / CHECKPOINTS).glob("epoch_*")
+               if p.is_dir() and p.name.removeprefix("epoch_").isdigit()]
+    return max(folders, key=lambda p: int(p.name.removeprefix("epoch_")), default=None)
 
 
 def save_checkpoint(folder: Path, state: dict[str, Any], best_weights: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -92,15 +161,26 @@ def fresh_progress(run: TrainingRun) -> Progress:
     return Progress(snapshot_weights(run.model, run.criterion))
 
 
+def selected_val(progress: Progress) -> Optional[dict]:
+    """The selected epoch's full validation result with its ``epoch``; None before any selection."""
+    val = progress.best["val"]
+    if val is None:
+        return None
+    return {**{k: val[k] for k in RESULT_KEYS if k in val}, "epoch": progress.best["epoch"]}
+
+
 def save_progress(run: TrainingRun, progress: Progress, folder: Path, last: dict) -> Path:
-    """The full-state checkpoint after ``progress.epoch`` epochs; ``last`` is that epoch's metrics."""
+    """The full-state checkpoint after ``progress.epoch`` epochs; ``last`` is that epoch's metrics.
+    The best-so-far weights, snapshotted in memory on improvement, travel with it."""
     state = {
         "model": run.model.state_dict(), "loss": run.criterion.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": progress.epoch,
         "history": progress.history, "best": progress.best, "train_images": progress.train_images,
         "train_seconds": progress.train_seconds,
     }
-    return save_checkpoint(folder, state, progress.best_weights, {**run.static, "history": progress.history, "last": last})
+    meta = {**run.static, "epoch": progress.epoch, "history": progress.history, "last": last,
+            "selected_val": selected_val(progress)}
+    return save_checkpoint(folder, state, progress.best_weights, meta)
 
 
 def apply_optim_config(run: TrainingRun) -> None:
@@ -118,12 +198,28 @@ def apply_optim_config(run: TrainingRun) -> None:
     opt.param_groups[0]["weight_decay"] = o.weight_decay  # group 0 is the decayed one
 
 
+def match_optimizer_to_device(opt: torch.optim.Optimizer) -> None:
+    """After loading optimizer state, the implementation flags (fused, foreach, capturable) are the
+    ones this run's optimizer was built with, not the saved ones: a checkpoint written on a GPU
+    (fused) resumes on a CPU and vice versa. Fused and capturable steps keep ``step`` on the
+    parameter's device, the others on the CPU."""
+    flags = ("fused", "foreach", "capturable")
+    for group in opt.param_groups:
+        group.update({k: opt.defaults[k] for k in flags if k in opt.defaults})
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(dtype=torch.float32, device=p.device if on_device else "cpu")
+
+
 def resume(run: TrainingRun, folder: Path) -> Progress:
     """Restore a checkpoint into a freshly built run (the config's optimiser settings win); its progress."""
     st = load_state(folder)
     run.model.load_state_dict(st["model"])
     run.criterion.load_state_dict(st["loss"])
     run.optimizer.load_state_dict(st["optimizer"])
+    match_optimizer_to_device(run.optimizer)
     run.scheduler.load_state_dict(st["scheduler"])
     run.scaler.load_state_dict(st["scaler"])
     apply_optim_config(run)

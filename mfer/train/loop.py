@@ -2,26 +2,33 @@
 
 ``fit`` composes named steps: build the run (``mfer.train.build``), start or resume its progress
 (``mfer.train.checkpoint``), then per epoch train (``mfer.train.engine.train_one_epoch``), step
-the LR schedule, validate and select, checkpoint, and after the last epoch test once; finally
-the summary. Model selection uses the validation split carved from train; the test split is
-evaluated once, for the selected epoch, after the last epoch (fer_pitfalls #2). After every
-epoch ``on_epoch`` is called: the sweep platform reports to Ray Tune through that hook, so this
-module never imports Ray.
+the LR schedule, validate and select, checkpoint when ``CheckpointPolicy`` says so, and after the
+last epoch test once; finally the summary. Model selection uses the validation split carved from
+train; the test split is evaluated once, for the selected epoch, after the last epoch
+(fer_pitfalls #2). After every epoch ``on_epoch`` is called with the metrics — among them where
+the time outside the training steps went (``eval_s``, ``checkpoint_s``, ``setup_s``, and ``test_s``
+at the end), the figures a GPU duty cycle is judged by —, the selected
+epoch's full validation result when the selection improved, and the checkpoint folder when the
+epoch wrote one: the sweep platform reports to Ray Tune through that hook, so this module never
+imports Ray. Once the hook has returned (Ray has copied the folder), the previous local
+checkpoint is deleted: the run directory holds one checkpoint, the newest.
 """
 from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import torch
 
 from mfer.config import TrainConfig
 from mfer.train.build import TrainingRun, build_run
-from mfer.train.checkpoint import (Progress, add_to_meta, fresh_progress, load_weights, resume, save_progress,
+from mfer.train.checkpoint import (RESULT_KEYS, CheckpointPolicy, Progress, add_to_meta, checkpoint_folder,
+                                   fresh_progress, load_weights, resume, save_progress, selected_val,
                                    snapshot_weights)
 from mfer.train.engine import train_one_epoch
 from mfer.validation import validate
@@ -36,8 +43,11 @@ class EpochEnd:
 
     epoch: int  # completed epochs, 1-based
     metrics: dict  # flat scalars: safe to hand to any tracker
-    checkpoint_dir: Optional[Path]
+    checkpoint_dir: Optional[Path]  # run_dir/checkpoints/epoch_NNNN when this epoch wrote one, else None
     is_last: bool
+    # The selected epoch's full validation result (RESULT_KEYS + "epoch") when this epoch became the
+    # selected one, else None: an early-stopped trial, which gets no final checkpoint, keeps it.
+    selected_val: Optional[dict] = None
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -46,24 +56,29 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> dict:
+def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> tuple[dict, bool]:
     """Train epoch ``epoch``, step the LR schedule, score the validation split and keep the weights
-    if the epoch is the best so far; returns the flat metrics the hook receives."""
+    (a CPU copy, written with the next checkpoint) if the epoch is the best so far; returns the flat
+    metrics the hook receives and whether the selection moved to this epoch."""
     t0 = time.perf_counter()
     stats = train_one_epoch(run, epoch)
     progress.train_images += stats.seen
     progress.train_seconds += stats.seconds
     lr = run.optimizer.param_groups[0]["lr"]
     run.scheduler.step()
+    t_eval = time.perf_counter()
     val = run.evaluate(run.data.val)
+    eval_s = time.perf_counter() - t_eval
     metric = run.cfg.trainer.selection_metric
     score = val[metric.removeprefix("val_")]
-    if score > progress.best["score"]:
+    improved = score > progress.best["score"]
+    if improved:
         progress.best = {"score": score, "epoch": epoch + 1, "val": val}
         progress.best_weights = snapshot_weights(run.model, run.criterion)
     row = {
         "epoch": epoch + 1, "train_loss": stats.loss, **{f"val_{m}": val[m] for m in SPLIT_METRICS}, "lr": lr,
         "epoch_s": time.perf_counter() - t0, "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
+        "train_s": stats.seconds, "eval_s": eval_s,
     }
     progress.history.append(row)
     progress.epoch = epoch + 1
@@ -73,32 +88,49 @@ def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> dict
         "best_" + metric: progress.best["score"],
         "images_per_s": progress.train_images / max(progress.train_seconds, 1e-9),
         "params": run.static["params"],
-    }
+    }, improved
 
 
 def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dict:
-    """Evaluate the selected epoch's weights on the test split, once; the checkpoint keeps the
-    split's per-class view too, so reports need no re-run."""
+    """Evaluate the selected epoch's weights on the test split, once; the checkpoint's meta.json
+    keeps the full result (scalars, per-class accuracy, confusion), so reports need no re-run."""
     load_weights(run.model, run.criterion, progress.best_weights)
     test = run.evaluate(run.data.test)
-    add_to_meta(checkpoint, {"test": {k: test[k] for k in ("per_class_acc", "confusion", "n")}})
+    add_to_meta(checkpoint, {"test": {k: test[k] for k in RESULT_KEYS}})
     return test
 
 
-def run_epoch(run: TrainingRun, progress: Progress, epoch: int, ckpt_dir: Path) -> tuple[EpochEnd, Optional[dict]]:
-    """One epoch end to end: train and validate, checkpoint when due, and after the last epoch
-    test; returns the hook's EpochEnd and the test evaluation (None before the last epoch)."""
+def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: CheckpointPolicy,
+              run_dir: Path) -> tuple[EpochEnd, Optional[dict]]:
+    """One epoch end to end: train and validate, checkpoint when the policy says so (always after
+    the last epoch), and after the last epoch test; returns the hook's EpochEnd and the test
+    evaluation (None before the last epoch)."""
     tc = run.cfg.trainer
     is_last = epoch + 1 == tc.epochs
-    result = train_and_validate(run, progress, epoch)
-    saved = None
-    if is_last or (epoch + 1) % max(1, tc.checkpoint_every) == 0:
-        saved = save_progress(run, progress, ckpt_dir, result)
+    result, improved = train_and_validate(run, progress, epoch)
+    saved, t0 = None, time.perf_counter()
+    if policy.reason(epoch + 1) is not None:
+        saved = save_progress(run, progress, checkpoint_folder(run_dir, epoch + 1), result)
+        policy.saved()
+    result["checkpoint_s"] = time.perf_counter() - t0  # serialisation: seconds the device waits for it
     test = None
     if is_last and tc.evaluate_test:
+        t0 = time.perf_counter()
         test = test_selected(run, progress, saved)
-        result.update({f"test_{m}": test[m] for m in SPLIT_METRICS})
-    return EpochEnd(epoch + 1, dict(result), saved, is_last), test
+        result.update({f"test_{m}": test[m] for m in SPLIT_METRICS}, test_s=time.perf_counter() - t0)
+    return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None), test
+
+
+def hand_over(end: EpochEnd, on_epoch: Optional[Callable[[EpochEnd], None]], previous: Optional[Path]) -> Optional[Path]:
+    """Call the hook; once it has returned (a tracker has copied the new checkpoint), delete the
+    previous local checkpoint. Returns the folder that is now the newest."""
+    if on_epoch is not None:
+        on_epoch(end)
+    if end.checkpoint_dir is None:
+        return previous
+    if previous is not None and previous != end.checkpoint_dir:
+        shutil.rmtree(previous, ignore_errors=True)
+    return end.checkpoint_dir
 
 
 def summarize(run: TrainingRun, progress: Progress, test: Optional[dict], wall_s: float) -> dict:
@@ -126,8 +158,13 @@ def fit(
     run_dir: str | Path,
     on_epoch: Optional[Callable[[EpochEnd], None]] = None,
     resume_from: Optional[str | Path] = None,
+    checkpoint_epochs: Collection[int] = (),
 ) -> dict:
-    """Train, select on validation, test once; write ``run_dir/metrics.json``; return its content."""
+    """Train, select on validation, test once; write ``run_dir/metrics.json``; return its content.
+
+    Checkpoints go to ``run_dir/checkpoints/epoch_NNNN`` (``CheckpointPolicy``: the config's
+    intervals, the last epoch, and every epoch in ``checkpoint_epochs``, completed epochs counted
+    from 1); ``resume_from`` is such a folder."""
     t_start = time.perf_counter()
     cfg = validate(cfg)
     run_dir = Path(run_dir)
@@ -137,11 +174,13 @@ def fit(
     if progress.epoch >= cfg.trainer.epochs:
         raise RuntimeError(f"nothing to train: the checkpoint already holds {progress.epoch} of "
                            f"{cfg.trainer.epochs} epochs")
-    test = None
+    policy = CheckpointPolicy.from_config(cfg.trainer, checkpoint_epochs)  # the interval starts now
+    test = newest = None
+    setup_s = time.perf_counter() - t_start  # build (data, model) and resume: before the first step
     for epoch in range(progress.epoch, cfg.trainer.epochs):
-        end, test = run_epoch(run, progress, epoch, run_dir / "checkpoint")
-        if on_epoch is not None:
-            on_epoch(end)
+        end, test = run_epoch(run, progress, epoch, policy, run_dir)
+        end.metrics["setup_s"] = setup_s
+        newest = hand_over(end, on_epoch, newest)
     metrics = summarize(run, progress, test, time.perf_counter() - t_start)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics

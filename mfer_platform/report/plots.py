@@ -137,7 +137,10 @@ def per_class_heatmap(cmp: Comparison, trials: pd.DataFrame, top_k: int) -> Opti
     z = np.vstack(rows)[::-1]
     fig = go.Figure(go.Heatmap(z=z, x=classes, y=labels[::-1], zmin=0, zmax=1, colorscale="Blues",
                                text=np.round(z, 2), texttemplate="%{text}"))
-    fig.update_layout(title="Per-class validation accuracy at the selected epoch (mean over n seeds)",
+    missing = int(((trials["status"] == "completed") & trials["val_per_class_acc"].isna()).sum())
+    note = (f"; {missing} completed trials have none recorded (written before per-class results were "
+            "reported with the metrics; their state.pt is never opened)") if missing else ""
+    fig.update_layout(title=f"Per-class validation accuracy at the selected epoch (mean over n seeds){note}",
                       height=max(350, 45 * len(labels) + 150), **LAYOUT)
     return fig
 

@@ -40,8 +40,10 @@ class TrialCheckpoint:
     """A trial's selected-epoch model, read from its latest checkpoint folder."""
 
     meta: dict  # the checkpoint's meta.json
-    cfg: TrainConfig  # pretrained_file cleared: ``state`` holds every weight, and the path was the training machine's
-    pretrained_file: Optional[str]  # what cfg.model.pretrained_file was during training
+    # pretrained_file and pretrained cleared: ``state`` holds every weight, the path was the training
+    # machine's, and an exported model or a prediction must never reach for the hub
+    cfg: TrainConfig
+    pretrained_file: Optional[str]  # the initial weights during training: cfg.model.pretrained_file or .pretrained
     state: dict[str, torch.Tensor]  # model weights under their plain state-dict names
     model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
 
@@ -58,8 +60,8 @@ def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
     weights = load_safetensors(read_bytes(fs, f"{ckpt}/best_model.safetensors"))
     state = {k.removeprefix("model."): v.contiguous() for k, v in weights.items() if k.startswith("model.")}
     cfg = to_train_config(meta["config"])
-    pretrained = cfg.model.pretrained_file
-    cfg.model.pretrained_file = None
+    pretrained = cfg.model.pretrained_file or cfg.model.pretrained
+    cfg.model.pretrained_file = cfg.model.pretrained = None
     model = build_model(cfg.model, len(meta["classes"]))
     check_state_dict(model, state, f"{ckpt}/best_model.safetensors")
     return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())

@@ -98,6 +98,7 @@ TRIAL_SCHEMA = pa.schema([
     *[(f"last_{m}", _F64) for m in ("train_loss", *VAL_METRICS)],  # at the last epoch run
     *[(m, _F64) for m in TEST_METRICS],  # the selected epoch's weights, evaluated once at the end
     ("classes", pa.list_(_STR)), ("val_per_class_acc", pa.list_(_F64)), ("val_confusion", pa.list_(pa.list_(_I64))),
+    ("val_per_class_source", _STR),  # result | checkpoint | null: not recorded (a trial written before it was)
     ("test_per_class_acc", pa.list_(_F64)), ("test_confusion", pa.list_(pa.list_(_I64))),  # from meta.json
     ("params", _I64), ("wall_s", _F64), ("cpu_seconds", _F64), ("gpu_seconds", _F64), ("images_per_s", _F64),
     ("git_commit", _STR), ("config_hash", _STR), ("group_hash", _STR), ("dataset_fingerprint", _STR),
@@ -112,19 +113,6 @@ EPOCH_SCHEMA = pa.schema([("experiment", _STR), ("trial_id", _STR), ("epoch", _I
 
 
 # ---------------------------------------------------------------- one trial's rows
-def _known_validation(fs: pafs.FileSystem, trials_path: str, experiment: str) -> dict[str, dict]:
-    """{checkpoint: selected validation result} of the experiment's rows already in the store.
-
-    Unpickling a state.pt (even weights-only, memory-mapped) costs ~0.2 s: a re-ingest (mfer-report
-    after the sweep ingested) reuses what an unchanged checkpoint gave last time."""
-    if not exists(fs, trials_path):
-        return {}
-    cols = ["checkpoint", "val_per_class_acc", "val_confusion"]
-    rows = pq.read_table(trials_path, filesystem=fs, columns=cols, filters=[("experiment", "==", experiment)])
-    return {r["checkpoint"]: {"per_class_acc": r["val_per_class_acc"], "confusion": r["val_confusion"]}
-            for r in rows.to_pylist() if r["checkpoint"] and r["val_confusion"] is not None}
-
-
 def classify(ray_status: Optional[str], epochs_run: int, epochs_planned: int, has_error: bool) -> str:
     """Our status vocabulary: Ray's TERMINATED splits into completed and early_stopped (ASHA,
     HyperBand stop a trial before ``trainer.epochs``). Without Ray's state, files decide."""
@@ -182,6 +170,7 @@ def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[R
         "classes": meta.get("classes"),
         "val_per_class_acc": sel.get("per_class_acc"),
         "val_confusion": sel.get("confusion"),
+        "val_per_class_source": files.selected_val_source,
         "test_per_class_acc": (meta.get("test") or {}).get("per_class_acc"),
         "test_confusion": (meta.get("test") or {}).get("confusion"),
         "params": meta.get("params", last.get("params")),
@@ -222,9 +211,8 @@ def collect(storage_path: str, name: str) -> Collected:
     exp = f"{root}/{name}"
     stamp = content_stamp(fs, exp)  # before reading: a change while reading makes the rows stale, not wrong
     dirs = [i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory]
-    known = _known_validation(fs, f"{root}/{RESULTS_DIR}/{TRIALS_FILE}", name)
     with ThreadPoolExecutor(_READ_THREADS) as pool:
-        trials = [t for t in pool.map(lambda d: read_trial(fs, d, known), dirs) if t is not None]
+        trials = [t for t in pool.map(lambda d: read_trial(fs, d), dirs) if t is not None]
     states = ray_trial_states(fs, exp)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     rows, epochs = [], []

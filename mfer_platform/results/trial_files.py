@@ -14,6 +14,7 @@ from typing import Optional
 
 import pyarrow.fs as pafs
 
+from mfer_platform.keys import VAL_CONFUSION, VAL_PER_CLASS
 from mfer_platform.layout import read_bytes, read_json
 
 
@@ -26,24 +27,28 @@ class TrialFiles:
     results: list[dict]  # result.json rows, one per reported epoch, deduplicated by epoch
     checkpoint: Optional[str]  # latest checkpoint_* folder name
     meta: Optional[dict]  # its meta.json
-    selected_val: Optional[dict]  # the selected epoch's full validation result (per-class, confusion)
+    selected_val: Optional[dict]  # the selected epoch's per-class validation result and confusion
+    selected_val_source: Optional[str]  # "result" | "checkpoint" | None (not recorded: a trial from before)
     error: Optional[str]  # last line of error.txt
 
 
-def _selected_validation(fs: pafs.FileSystem, state_path: str) -> Optional[dict]:
-    """The selected epoch's validation result (per-class accuracy, confusion) from ``state.pt``.
+def selected_validation(results: list[dict], meta: Optional[dict]) -> tuple[Optional[dict], Optional[str]]:
+    """(the selected epoch's per-class validation result, where it was found), or (None, None).
 
-    Only ``state.pt`` keeps it; it loads with ``weights_only=True`` (no arbitrary pickles) and,
-    on a local disk, memory-mapped so the optimizer tensors in it are never read.
+    The trainer reports it with every epoch that improves the selection, so the result row of the
+    selected epoch has it — early-stopped trials included, which get no final checkpoint — and each
+    checkpoint's ``meta.json`` repeats it. Trials written before that have it only inside
+    ``state.pt``, which is never opened (a pickle container of ~2 GB at paper scale): for them it
+    stays missing, and the tables say so.
     """
-    import torch
-
-    if isinstance(fs, pafs.LocalFileSystem):
-        state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
-    else:
-        with fs.open_input_file(state_path) as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    return (state.get("best") or {}).get("val")
+    epoch = results[-1].get("selected_epoch") if results else None
+    row = next((r for r in results if r["epoch"] == epoch and r.get(VAL_CONFUSION) is not None), None)
+    if row is not None:
+        return {"per_class_acc": row[VAL_PER_CLASS], "confusion": row[VAL_CONFUSION]}, "result"
+    saved = (meta or {}).get("selected_val")
+    if saved and saved.get("epoch") == epoch:
+        return saved, "checkpoint"
+    return None, None
 
 
 def _read_results(fs: pafs.FileSystem, path: str) -> list[dict]:
@@ -56,26 +61,24 @@ def _read_results(fs: pafs.FileSystem, path: str) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def read_trial(fs: pafs.FileSystem, trial_path: str, known: dict[str, dict]) -> Optional[TrialFiles]:
+def read_trial(fs: pafs.FileSystem, trial_path: str) -> Optional[TrialFiles]:
     """The files of one trial folder, or None when the folder is not a trial (no params.json).
-    ``known``: selected validation results the store already holds, by checkpoint (re-reading a
-    state.pt costs ~0.2 s, so an unchanged checkpoint is not opened again)."""
+    Reads JSON only: params.json, result.json, the latest checkpoint's meta.json and error.txt."""
     entries = {posixpath.basename(i.path): i for i in fs.get_file_info(pafs.FileSelector(trial_path))}
     if "params.json" not in entries:
         return None
     checkpoints = sorted(n for n, i in entries.items() if n.startswith("checkpoint_") and i.type == pafs.FileType.Directory)
     ckpt = checkpoints[-1] if checkpoints else None
     dir_name = posixpath.basename(trial_path)
-    meta = selected = None
-    if ckpt is not None:
-        meta = read_json(fs, f"{trial_path}/{ckpt}/meta.json")
-        selected = known.get(f"{dir_name}/{ckpt}") or _selected_validation(fs, f"{trial_path}/{ckpt}/state.pt")
+    meta = read_json(fs, f"{trial_path}/{ckpt}/meta.json") if ckpt is not None else None
     error = None
     if "error.txt" in entries:
         lines = [ln for ln in read_bytes(fs, f"{trial_path}/error.txt").decode(errors="replace").splitlines() if ln.strip()]
         error = lines[-1][:500] if lines else "error"
     results = _read_results(fs, f"{trial_path}/result.json") if "result.json" in entries else []
-    return TrialFiles(dir_name, read_json(fs, f"{trial_path}/params.json"), results, ckpt, meta, selected, error)
+    selected, source = selected_validation(results, meta)
+    return TrialFiles(dir_name, read_json(fs, f"{trial_path}/params.json"), results, ckpt, meta, selected, source,
+                      error)
 
 
 @dataclass

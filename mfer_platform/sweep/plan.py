@@ -7,6 +7,7 @@ Optuna (the searcher sees the mean over a suggestion's seeds).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from mfer_platform.keys import ROW_KEY, SEED_KEY
@@ -86,6 +87,24 @@ def scheduler(space: SearchSpace):
         return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=sc.perturbation_interval,
                                        hyperparam_mutations=mutations)
     return FIFOScheduler()
+
+
+def checkpoint_epochs(space: SearchSpace) -> tuple[int, ...]:
+    """Epochs at which the scheduler pauses or clones trials, so each needs a checkpoint there: PBT's
+    perturbation boundaries, and HyperBand's milestones (Ray's brackets: r0 = int(max_t·eta^-s), then
+    ×eta up to max_t, ``ray/tune/schedulers/hyperband.py``). ASHA only stops trials: none needed."""
+    sc, epochs = space.scheduler, space.epochs()
+    if sc.name == "pbt":
+        return tuple(range(sc.perturbation_interval, epochs + 1, sc.perturbation_interval))
+    if sc.name != "hyperband":
+        return ()
+    eta, marks = sc.reduction_factor, set()
+    for s in range(int(round(math.log(epochs) / math.log(eta))) + 1):  # Ray's s_max + 1 brackets
+        r = int(epochs * eta ** (-s))
+        while 0 < r < epochs:
+            marks.add(r)
+            r = int(min(r * eta, epochs))
+    return tuple(sorted(marks))
 
 
 def num_samples(space: SearchSpace) -> int:

@@ -174,7 +174,8 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
     path = experiment_path(req.storage_path, name)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=s.base_dict, first_seed=s.search.first_seed,
-                             threads=max(1, int(s.resources.cpu)), rows=s.rows),
+                             threads=max(1, int(s.resources.cpu)), rows=s.rows,
+                             checkpoint_epochs=plan.checkpoint_epochs(s)),
         {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
     )
     if tune.Tuner.can_restore(path):

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Optional
 import yaml
 from omegaconf import OmegaConf
 
+from mfer.conf import experiment_dataset
 from mfer.config import ConfigError, TrainConfig, flatten, to_dict
 from mfer.validation import to_train_config
 from mfer_platform.keys import COST_METRICS, ROW_KEY, SEARCH_METRICS, SEED_KEY
@@ -108,9 +109,16 @@ class SearchSpace:
 
     @property
     def dataset(self) -> str:
-        """The dataset the study targets: the last ``data=`` of its base, before any scale preset
-        swapped in synthetic data (published figures are looked up by it)."""
-        return next((b.split("=", 1)[1] for b in reversed(self.base) if b.startswith("data=")), "synthetic")
+        """The dataset the study targets: the last ``data=`` of its base, or the data preset of its last
+        ``experiment=`` recipe, before any scale preset swapped in synthetic data (published figures
+        are looked up by it)."""
+        for b in reversed(self.base):
+            key, _, value = b.partition("=")
+            if key == "data":
+                return value
+            if key == "experiment" and experiment_dataset(value):
+                return experiment_dataset(value)
+        return "synthetic"
 
     def epochs(self) -> int:
         return self.base_config.trainer.epochs

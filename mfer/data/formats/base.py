@@ -5,7 +5,10 @@ key; decoding happens once per node in ``mfer.data.pack``. Problems an adapter c
 missing label file, a label id out of range, a name listed twice, an empty split — raise
 ``DatasetError`` naming the file, the line and the fix; rows the format's own rules drop
 (AffectNet's non-expression codes, FERPlus rows without a majority) are kept as ``Exclusion``s
-so the report can say exactly what was left out.
+so the report can say exactly what was left out. So are rows that do not parse at all (a wrong
+field count, an unreadable label file): one broken line of a 300k-row CSV must not cost the
+dataset, while a row that parses to an impossible label still stops the run — that is a wrong
+mapping or a wrong file, not a damaged line.
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ class Record:
     # A soft training target over the listing's classes (sums to 1; ``label`` is its top class),
     # for labels made from votes (FERPlus's crossentropy/probability/multi_target rules); else None.
     target: Optional[tuple[float, ...]] = None
+    # (x, y, width, height) to crop before resizing, for releases whose images are whole photos
+    # (AffectNet's CSV face boxes with data.crop_face_box); None packs the whole image.
+    box: Optional[tuple[int, int, int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Listing:
     sources: list[Path] = field(default_factory=list)  # label files: their size/mtime join the cache key
     options: dict = field(default_factory=dict)  # settings that change the content (e.g. rafdb_images)
     read_table: Optional[TableReader] = None  # for records with a ``row``
+    notes: list[str] = field(default_factory=list)  # how the layout's folders were read, for report.json
 
     def __post_init__(self) -> None:
         present = {r.split for r in self.records}
@@ -84,6 +91,14 @@ def first_file(root: Path, candidates: tuple[str, ...], what: str, layout: str) 
             return root / rel
     tried = ", ".join(str(root / rel) for rel in candidates)
     raise DatasetError(f"{what} not found (looked for {tried}). Point data.root at the folder holding {layout}")
+
+
+MALFORMED = "malformed row"
+
+
+def malformed(where: str, split: str, detail: str) -> Exclusion:
+    """A label-file row that does not parse, named by file and line (it has no trustworthy image name)."""
+    return Exclusion(where, split, MALFORMED, detail)
 
 
 def _identity(item: Record | Exclusion) -> tuple:

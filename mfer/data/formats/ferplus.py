@@ -30,7 +30,8 @@ import pandas as pd
 from mfer.config import DataConfig
 from mfer.data.classes import BASIC8, FERPLUS_NON_EMOTION, FERPLUS_VOTE_COLUMNS
 from mfer.data.decode import UnreadableImage
-from mfer.data.formats.base import DatasetError, Exclusion, Listing, Record, dataset_root, drop_repeats, first_file
+from mfer.data.formats.base import (DatasetError, Exclusion, Listing, Record, dataset_root, drop_repeats, first_file,
+                                    malformed)
 
 LAYOUT = ("FERPlus: fer2013.csv (columns emotion, pixels, Usage; or Kaggle's icml_face_data.csv) and "
           "fer2013new.csv (Usage, Image name, neutral, ..., contempt, unknown, NF) in one folder")
@@ -88,7 +89,8 @@ def vote_distribution(votes: list[float], rule: str) -> list[float] | None:
 
 
 def _label_rows(path: Path):
-    """Yields (row index, usage, image name, votes) of fer2013new.csv, failing on malformed lines."""
+    """Yields (row index, usage, image name, votes) of fer2013new.csv; a row with the wrong field
+    count yields (row index, None, None, why) and is left out, its index still aligned with fer2013.csv."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [c.strip() for c in next(reader, [])]
@@ -97,41 +99,50 @@ def _label_rows(path: Path):
             raise DatasetError(f"{path}: header {header} is not FERPlus's {expected}")
         for i, row in enumerate(reader):
             if len(row) != len(expected):
-                raise DatasetError(f"{path}, line {i + 2}: {len(row)} fields, expected {len(expected)}")
-            try:
-                votes = [float(v) for v in row[2:]]
-            except ValueError:
-                raise DatasetError(f"{path}, line {i + 2}: vote counts must be numbers, got {row[2:]}") from None
-            yield i, row[0].strip(), row[1].strip(), votes
+                yield i, None, None, f"{len(row)} fields, expected {len(expected)}"
+                continue
+            yield i, row[0].strip(), row[1].strip(), parse_votes(row[2:], f"{path}, line {i + 2}")
+
+
+def parse_votes(fields: list[str], where: str) -> list[float]:
+    try:
+        return [float(v) for v in fields]
+    except ValueError:
+        raise DatasetError(f"{where}: vote counts must be numbers, got {fields}") from None
+
+
+def vote_entry(name: str, split: str, votes: list[float], rule: str, path: Path, row: int | None = None):
+    """The record of one face under ``rule``, or the exclusion saying why it has no label."""
+    dist = vote_distribution(votes, rule)
+    shown = "votes " + ",".join(f"{v:g}" for v in votes)
+    if dist is None:
+        return Exclusion(name, split, f"FERPlus: no {rule} label", shown)
+    if max(dist[EMOTIONS:]) > max(dist[:EMOTIONS]):  # on a tie the emotion wins, as in FERPlus
+        return Exclusion(name, split, f"FERPlus: top class {VOTE_COLUMNS[dist.index(max(dist))]}", shown)
+    emotions = dict(zip(FERPLUS_VOTE_COLUMNS.values(), dist))
+    mass = sum(emotions.values())
+    target = tuple(emotions.get(c, 0.0) / mass for c in BASIC8)  # in the canonical class order
+    label = BASIC8[target.index(max(target))]  # the top class; of tied ones, the first in that order
+    return Record(name, label, split, path, row=row, target=None if rule == "majority" else target)
 
 
 def _entries(rows: list, path: Path, pixels_csv: Path, train_rule: str):
     for i, usage, image_name, votes in rows:
-        split = USAGE_SPLITS.get(usage)
         where = f"{path.name} line {i + 2}"
+        if usage is None:
+            yield malformed(where, "unknown", votes), where
+            continue
+        split = USAGE_SPLITS.get(usage)
         if split is None:
             raise DatasetError(f"{path}, line {i + 2}: Usage {usage!r} is not one of {list(USAGE_SPLITS)}")
-        name = image_name or f"fer2013.csv row {i}"
-        rule = train_rule if split == "train" else "majority"
-        dist = vote_distribution(votes, rule)
-        shown = "votes " + ",".join(f"{v:g}" for v in votes)
         if not image_name:
-            yield Exclusion(name, split, "FERPlus: no image name", "removed by FERPlus"), where
-        elif dist is None:
-            yield Exclusion(name, split, f"FERPlus: no {rule} label", shown), where
-        elif max(dist[EMOTIONS:]) > max(dist[:EMOTIONS]):  # on a tie the emotion wins, as in FERPlus
-            top = VOTE_COLUMNS[dist.index(max(dist))]
-            yield Exclusion(name, split, f"FERPlus: top class {top}", shown), where
-        else:
-            emotions = dict(zip(FERPLUS_VOTE_COLUMNS.values(), dist))
-            mass = sum(emotions.values())
-            target = tuple(emotions.get(c, 0.0) / mass for c in BASIC8)  # in the canonical class order
-            label = BASIC8[target.index(max(target))]  # the top class; of tied ones, the first in that order
-            yield Record(name, label, split, pixels_csv, row=i,
-                         target=None if rule == "majority" else target), where
+            yield Exclusion(f"fer2013.csv row {i}", split, "FERPlus: no image name", "removed by FERPlus"), where
+            continue
+        rule = train_rule if split == "train" else "majority"
+        yield vote_entry(image_name, split, votes, rule, pixels_csv, row=i), where
 
 
-def _pixel_reader(usages: list[str]) -> Callable[[Path], Callable[[int], np.ndarray]]:
+def _pixel_reader(usages: list[str | None]) -> Callable[[Path], Callable[[int], np.ndarray]]:
     """A reader of fer2013.csv that checks it against fer2013new.csv's rows (count and Usage)."""
 
     def read(path: Path) -> Callable[[int], np.ndarray]:
@@ -143,8 +154,9 @@ def _pixel_reader(usages: list[str]) -> Callable[[Path], Callable[[int], np.ndar
             raise DatasetError(f"{path} has {len(frame)} rows but fer2013new.csv has {len(usages)}: the two files "
                                "must come from the same release (same rows, same order)")
         theirs = frame["Usage"].str.strip().tolist()
-        if theirs != usages:
-            i = next(i for i, (a, b) in enumerate(zip(theirs, usages)) if a != b)
+        mismatch = [i for i, (a, b) in enumerate(zip(theirs, usages)) if b is not None and a != b]
+        if mismatch:  # rows left out as malformed (usage None) have nothing to compare
+            i = mismatch[0]
             raise DatasetError(f"{path}, line {i + 2}: Usage {theirs[i]!r} but fer2013new.csv says {usages[i]!r}: "
                                "the rows are not in the same order")
         pixels = frame["pixels"].tolist()

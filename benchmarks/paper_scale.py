@@ -1,0 +1,245 @@
+"""Paper scale by simulation: does a ConvNeXt-B MFER trial keep its GPU busy, and how much does it store?
+
+No GPU is needed: the real trainer and the real Ray Tune trainable (``run_trial``) train
+``model=mfer_paper`` (155 M parameters, so checkpoints have their real size) at a tiny image size
+for a few steps per epoch, writing to (a) a local ``storage_path`` and (b) a real S3-compatible
+server on 127.0.0.1 (moto, fresh per run), every byte counted by a pyarrow filesystem wrapper
+(``storage_counting.py``). Measured per epoch and per trial: seconds outside the training steps —
+evaluation, checkpoint serialisation, the upload inside ``tune.report``, start-up, the final test —,
+bytes uploaded, and the bytes ingest reads per trial. Two checkpoint policies:
+
+- ``every epoch``: the policy before this benchmark (``trainer.checkpoint_every=1``);
+- ``default``: the trainer's defaults (a resumable checkpoint every ``trainer.checkpoint_every_s``
+  of wall time and at the end; per-class validation results travel in the metrics instead).
+
+It then projects the GPU duty cycle of a whole paper-recipe trial — training-step seconds over
+trial wall seconds — on RAF-DB (100 epochs) and AffectNet-7 (60 epochs) at a given training
+throughput (the saved ``trainer_throughput.py --save`` figure for ConvNeXt-B at 224 px, else
+3,200 img/s), with evaluation projected as images / (3 x throughput) as ``mfer_platform.sweep.cost``
+does, and serialisation and upload at the rates measured here.
+
+    python benchmarks/paper_scale.py [--epochs 3] [--image-size 32] [--steps 2] [--throughput 3200]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pyarrow.fs as pafs  # noqa: E402
+
+from storage_counting import counted, counting_filesystem, moto_s3  # noqa: E402
+
+# Paper recipe per dataset: (train images after the carved validation split, validation, test, epochs).
+RECIPES = {"RAF-DB": (11_044, 1_227, 3_068, 100), "AffectNet-7": (278_223, 5_678, 3_500, 60)}
+DEFAULT_THROUGHPUT = 3_200.0  # img/s: ConvNeXt-B MFER, bf16, one modern GPU (issue 13's working figure)
+POLICIES = {"every epoch": ["trainer.checkpoint_every=1", "trainer.checkpoint_every_s=0"], "default": []}
+
+
+@dataclass
+class Run:
+    """What one simulated trial measured."""
+
+    storage: str
+    policy: str
+    epochs: list[dict] = field(default_factory=list)  # the trial's result rows
+    reports: list[dict] = field(default_factory=list)  # {epoch, seconds, checkpoint} of each tune.report
+    uploaded: int = 0  # bytes written to storage_path (checkpoints, results, Ray's state)
+    checkpoint_bytes: int = 0  # bytes of checkpoint files uploaded
+    ingest_read: int = 0  # bytes ingest read for the trial
+    wall_s: float = 0.0
+
+    def per_checkpoint(self) -> tuple[float, float, int]:
+        """(serialise seconds, upload seconds, bytes) of one checkpoint, mean over the checkpointed epochs."""
+        saved = [(r, rep) for r, rep in zip(self.epochs, self.reports) if rep["checkpoint"]]
+        n = max(1, len(saved))
+        return (sum(r["checkpoint_s"] for r, _ in saved) / n, sum(rep["seconds"] for _, rep in saved) / n,
+                self.checkpoint_bytes // n)
+
+
+def timed_trial(config: dict, **kwargs) -> None:
+    """``run_trial`` with each ``tune.report`` timed (the upload happens inside it) into a side file."""
+    from ray import tune
+
+    from mfer_platform.sweep.trainable import run_trial
+
+    real_report, log = tune.report, Path(os.environ["PAPER_SCALE_REPORTS"])
+
+    def report(metrics, *, checkpoint=None):
+        t0 = time.perf_counter()
+        real_report(metrics, checkpoint=checkpoint)
+        with open(log, "a") as f:
+            f.write(json.dumps({"epoch": metrics["epoch"], "seconds": time.perf_counter() - t0,
+                                "checkpoint": checkpoint is not None}) + "\n")
+
+    tune.report = report
+    try:
+        run_trial(config, **kwargs)
+    finally:
+        tune.report = real_report
+
+
+def _base(args, policy: str) -> dict:
+    """The paper configuration (model=mfer_paper, optim=paper) on tiny synthetic images, few steps."""
+    from mfer_platform.sweep.spaces import compose_base
+
+    return compose_base(["model=mfer_paper", "optim=paper", f"data.image_size={args.image_size}",
+                         "data.synthetic_train=120", "data.synthetic_test=40", "data.batch_size=8",
+                         "data.eval_batch_size=32", f"trainer.epochs={args.epochs}",
+                         f"trainer.max_steps_per_epoch={args.steps}", *POLICIES[policy]])
+
+
+def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path) -> None:
+    import ray
+    from ray import tune
+
+    os.environ["PAPER_SCALE_REPORTS"] = str(work / "reports.jsonl")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PAPER_SCALE_REPORTS": str(work / "reports.jsonl"),
+                                       "PYTHONPATH": str(Path(__file__).resolve().parent)}})
+    try:
+        trainable = tune.with_resources(tune.with_parameters(
+            timed_trial, base=base, first_seed=0, threads=2, rows={}), {"cpu": 2})
+        tune.Tuner(trainable, param_space={},
+                   tune_config=tune.TuneConfig(num_samples=1),
+                   run_config=tune.RunConfig(name="paper_scale", storage_path=path, storage_filesystem=fs,
+                                             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0)).fit()
+    finally:
+        ray.shutdown()
+
+
+def _ingest_read(fs: pafs.FileSystem, exp: str, counts: Path) -> int:
+    """Bytes that ingest (``store.collect``) reads for the experiment: each trial folder through
+    ``read_trial`` (JSON only), Ray's experiment state, and the content stamp's listing."""
+    from mfer_platform.results.trial_files import content_stamp, ray_trial_states, read_trial
+
+    before = counted(counts)["read"]
+    content_stamp(fs, exp)
+    for info in fs.get_file_info(pafs.FileSelector(exp)):
+        if info.type == pafs.FileType.Directory:
+            read_trial(fs, info.path)
+    ray_trial_states(fs, exp)
+    return counted(counts)["read"] - before
+
+
+def measure(args, storage: str, policy: str) -> Run:
+    """One simulated trial against ``storage`` ("local" or "s3") under ``policy``."""
+    work = Path(tempfile.mkdtemp(prefix=f"paper-scale-{storage}-"))
+    counts, run = work / "counts", Run(storage, policy)
+    base = _base(args, policy)
+    with moto_s3("bench") if storage == "s3" else contextlib.nullcontext(pafs.LocalFileSystem()) as inner:
+        fs = counting_filesystem(inner, counts)
+        path = "bench/sweeps" if storage == "s3" else str(work / "sweeps")
+        t0 = time.perf_counter()
+        _tune(base, fs, path, work)
+        run.wall_s = time.perf_counter() - t0
+        gc.collect()  # streams Ray dropped without closing record their bytes
+        run.uploaded, run.checkpoint_bytes = counted(counts)["write"], counted(counts, "/checkpoint_")["write"]
+        exp = f"{path}/paper_scale"
+        run.ingest_read = _ingest_read(fs, exp, counts)
+        trial = next(i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory)
+        with fs.open_input_stream(f"{trial}/result.json") as f:
+            run.epochs = [json.loads(x) for x in f.read().decode().splitlines() if x.strip()]
+    run.reports = [json.loads(x) for x in (work / "reports.jsonl").read_text().splitlines()]
+    if not os.environ.get("PAPER_SCALE_KEEP"):
+        shutil.rmtree(work, ignore_errors=True)
+    return run
+
+
+@dataclass
+class Projection:
+    dataset: str
+    policy: str
+    storage: str
+    duty: float
+    overhead_s: dict[str, float]
+    checkpoints: int
+    uploaded_gb: float
+
+
+def project(run: Run, dataset: str, throughput: float, interval_s: float) -> Projection:
+    """A whole paper-recipe trial on ``dataset`` at ``throughput`` img/s, with this run's measured
+    serialisation, upload and per-epoch report costs and the policy's number of checkpoints."""
+    n_train, n_val, n_test, epochs = RECIPES[dataset]
+    ser_s, up_s, ckpt_bytes = run.per_checkpoint()
+    plain = [r["seconds"] for r in run.reports if not r["checkpoint"]]
+    report_s = sum(plain) / len(plain) if plain else 0.0
+    train_s, eval_s = n_train / throughput, n_val / (3 * throughput)
+    epoch_wall = train_s + eval_s + report_s
+    if run.policy == "every epoch":
+        n_ckpt = epochs
+    else:  # one per interval of trial wall time, and the final one
+        n_ckpt = int(epochs * epoch_wall // interval_s) + 1
+    overhead = {"evaluation": epochs * eval_s + n_test / (3 * throughput), "serialise": n_ckpt * ser_s,
+                "upload": n_ckpt * up_s, "report": epochs * report_s, "start-up": run.epochs[0].get("setup_s", 0.0)}
+    total_train = epochs * train_s
+    return Projection(dataset, run.policy, run.storage, total_train / (total_train + sum(overhead.values())),
+                      overhead, n_ckpt, n_ckpt * ckpt_bytes / 1e9)
+
+
+def _throughput(arg: float | None) -> tuple[float, str]:
+    if arg:
+        return arg, "given"
+    from mfer_platform.sweep.cost import PAPER_BACKBONE, PAPER_SIZE, measured
+
+    saved = measured(PAPER_BACKBONE, PAPER_SIZE)
+    return (saved.images_per_s, saved.source) if saved else (DEFAULT_THROUGHPUT, "default: no saved GPU measurement")
+
+
+def _print_run(run: Run) -> None:
+    ser_s, up_s, ckpt_bytes = run.per_checkpoint()
+    rows = run.epochs
+    print(f"\n[{run.storage}, checkpoint {run.policy}] {len(rows)} epochs, wall {run.wall_s:.0f} s")
+    print("  epoch  train_s  eval_s  serialise_s  report_s (upload)  checkpoint")
+    for r, rep in zip(rows, run.reports):
+        print(f"  {r['epoch']:>5}  {r.get('train_s', 0):7.2f}  {r.get('eval_s', 0):6.2f}  {r.get('checkpoint_s', 0):11.2f}"
+              f"  {rep['seconds']:17.2f}  {'yes' if rep['checkpoint'] else '-'}")
+    print(f"  start-up {rows[0].get('setup_s', 0):.1f} s, final test {rows[-1].get('test_s', 0):.2f} s; per checkpoint "
+          f"{ckpt_bytes / 1e9:.2f} GB, serialise {ser_s:.1f} s, upload {up_s:.1f} s")
+    print(f"  bytes uploaded {run.uploaded / 1e9:.2f} GB in all ({run.uploaded / 1e9 / len(rows):.2f} GB/epoch); "
+          f"ingest read {run.ingest_read / 1e3:.1f} kB for the trial")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--old-epochs", type=int, default=2, help="epochs of the every-epoch runs (extrapolated)")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=2, help="training steps per epoch")
+    ap.add_argument("--throughput", type=float, default=None, help="training img/s of ConvNeXt-B MFER on the GPU")
+    ap.add_argument("--interval", type=float, default=None, help="trainer.checkpoint_every_s to project (default: the trainer's)")
+    ap.add_argument("--storage", default="local,s3")
+    args = ap.parse_args()
+    from mfer.config import TrainerConfig
+
+    interval = args.interval or TrainerConfig().checkpoint_every_s
+    throughput, source = _throughput(args.throughput)
+    runs = []
+    for storage in args.storage.split(","):
+        for policy in POLICIES:
+            epochs = args.old_epochs if policy == "every epoch" else args.epochs
+            runs.append(measure(argparse.Namespace(**{**vars(args), "epochs": epochs}), storage, policy))
+            _print_run(runs[-1])
+    print(f"\nProjected paper-recipe trial at {throughput:,.0f} img/s ({source}); checkpoint interval {interval:.0f} s")
+    print("| dataset | storage | checkpoint policy | checkpoints | uploaded | GPU duty | overhead (s) |")
+    print("|---|---|---|---:|---:|---:|---|")
+    for run in runs:
+        for dataset in RECIPES:
+            p = project(run, dataset, throughput, interval)
+            parts = ", ".join(f"{k} {v:.0f}" for k, v in p.overhead_s.items())
+            print(f"| {dataset} | {p.storage} | {p.policy} | {p.checkpoints} | {p.uploaded_gb:.1f} GB | "
+                  f"{100 * p.duty:.1f} % | {parts} |")
+
+
+if __name__ == "__main__":
+    main()
