@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -120,15 +121,15 @@ def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path) -> None:
 
 def _ingest_read(fs: pafs.FileSystem, exp: str, counts: Path) -> int:
     """Bytes that ingest (``store.collect``) reads for the experiment: each trial folder through
-    ``read_trial`` (JSON only), Ray's experiment state, and the content stamp's listing."""
-    from mfer_platform.results.trial_files import content_stamp, ray_trial_states, read_trial
+    ``read_trial`` (JSON only), the trial ledger, and the content stamp's listing."""
+    from mfer_platform.results.trial_files import content_stamp, read_trial, trial_states
 
     before = counted(counts)["read"]
     content_stamp(fs, exp)
     for info in fs.get_file_info(pafs.FileSelector(exp)):
         if info.type == pafs.FileType.Directory:
             read_trial(fs, info.path)
-    ray_trial_states(fs, exp)
+    trial_states(fs, exp)
     return counted(counts)["read"] - before
 
 
@@ -167,11 +168,15 @@ class Projection:
     uploaded_gb: float
 
 
-def project(run: Run, dataset: str, throughput: float, interval_s: float) -> Projection:
+def project(run: Run, dataset: str, throughput: float, interval_s: float,
+            upload_mb_s: Optional[float] = None) -> Projection:
     """A whole paper-recipe trial on ``dataset`` at ``throughput`` img/s, with this run's measured
-    serialisation, upload and per-epoch report costs and the policy's number of checkpoints."""
+    serialisation, upload and per-epoch report costs and the policy's number of checkpoints;
+    ``upload_mb_s``: project uploads at that bandwidth instead of the one measured here."""
     n_train, n_val, n_test, epochs = RECIPES[dataset]
     ser_s, up_s, ckpt_bytes = run.per_checkpoint()
+    if upload_mb_s:
+        up_s = ckpt_bytes / (upload_mb_s * 1e6)
     plain = [r["seconds"] for r in run.reports if not r["checkpoint"]]
     report_s = sum(plain) / len(plain) if plain else 0.0
     train_s, eval_s = n_train / throughput, n_val / (3 * throughput)
@@ -219,6 +224,8 @@ def main() -> None:
     ap.add_argument("--throughput", type=float, default=None, help="training img/s of ConvNeXt-B MFER on the GPU")
     ap.add_argument("--interval", type=float, default=None, help="trainer.checkpoint_every_s to project (default: the trainer's)")
     ap.add_argument("--storage", default="local,s3")
+    ap.add_argument("--s3-mb-s", type=float, default=300.0,
+                    help="an object store's upload bandwidth to project beside moto's measured one (an assumption)")
     args = ap.parse_args()
     from mfer.config import TrainerConfig
 
@@ -234,11 +241,14 @@ def main() -> None:
     print("| dataset | storage | checkpoint policy | checkpoints | uploaded | GPU duty | overhead (s) |")
     print("|---|---|---|---:|---:|---:|---|")
     for run in runs:
+        rates = [None, args.s3_mb_s] if run.storage == "s3" else [None]
         for dataset in RECIPES:
-            p = project(run, dataset, throughput, interval)
-            parts = ", ".join(f"{k} {v:.0f}" for k, v in p.overhead_s.items())
-            print(f"| {dataset} | {p.storage} | {p.policy} | {p.checkpoints} | {p.uploaded_gb:.1f} GB | "
-                  f"{100 * p.duty:.1f} % | {parts} |")
+            for rate in rates:
+                p = project(run, dataset, throughput, interval, rate)
+                parts = ", ".join(f"{k} {v:.0f}" for k, v in p.overhead_s.items())
+                where = p.storage + (f" at {rate:.0f} MB/s (assumed)" if rate else " (measured)" if run.storage == "s3" else "")
+                print(f"| {dataset} | {where} | {p.policy} | {p.checkpoints} | {p.uploaded_gb:.1f} GB | "
+                      f"{100 * p.duty:.1f} % | {parts} |")
 
 
 if __name__ == "__main__":

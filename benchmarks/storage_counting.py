@@ -5,8 +5,8 @@ through it appends ``{"op": "write"|"read", "path", "bytes"}`` to ``counts_dir/<
 it closes, so bytes moved by Ray's trial processes (checkpoint uploads) and by the driver
 (experiment state, ingest) are all counted, whichever process moved them.
 
-``moto_s3()`` starts moto's S3 server on 127.0.0.1 (a free port) and yields a pyarrow
-S3FileSystem for it; moto keeps objects in RAM, so each measurement gets a fresh server.
+``moto_s3()`` starts moto's S3 server as its own process on 127.0.0.1 (a free port) and yields a
+pyarrow S3FileSystem for it; moto keeps objects in RAM, so each measurement gets a fresh process.
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -167,16 +170,24 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def moto_s3(bucket: str) -> Iterator[pafs.S3FileSystem]:
-    """A fresh moto S3 server on 127.0.0.1 with ``bucket`` created; stopped (objects dropped) on exit."""
-    from moto.server import ThreadedMotoServer
-
+    """A fresh moto S3 server process on 127.0.0.1 with ``bucket`` created; the process (and every
+    object it holds in RAM) is gone on exit, so each measurement starts empty."""
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"moto's S3 server did not start on 127.0.0.1:{port}")
+            time.sleep(0.2)
         fs = pafs.S3FileSystem(access_key="bench", secret_key="bench", region="us-east-1", scheme="http",
                                endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True)
         fs.create_dir(bucket)
         yield fs
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)

@@ -80,6 +80,10 @@ def _validate_loss_and_optim(cfg: TrainConfig) -> None:
     _allowed("optim.scheduler", o.scheduler, list(LR_SCHEDULES))
     _check("optim.gamma", 0.0 < o.gamma <= 1.0, "must lie in (0, 1]", o.gamma)
     _check("optim.grad_clip", o.grad_clip >= 0, "must be >= 0 (0 disables)", o.grad_clip)
+    _check("optim.betas", len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
+           "needs two AdamW coefficients in [0, 1), e.g. optim.betas=[0.9,0.999]", o.betas)
+    _check("optim.warmup_epochs", 0 <= o.warmup_epochs, "must be >= 0 epochs (0 disables warm-up)", o.warmup_epochs)
+    _check("optim.min_lr_ratio", 0.0 <= o.min_lr_ratio <= 1.0, "must lie in [0, 1]", o.min_lr_ratio)
 
 
 def _validate_data(cfg: TrainConfig) -> None:
@@ -98,6 +102,9 @@ def _validate_data(cfg: TrainConfig) -> None:
     _check("data.image_size", d.image_size >= 32, "must be >= 32 pixels (ConvNeXt downsamples 32x)", d.image_size)
     _check("data.val_fraction", 0.0 < d.val_fraction < 1.0, "must lie in (0, 1)", d.val_fraction)
     _check("data.batch_size", d.batch_size >= 1, "must be >= 1", d.batch_size)
+    _check("data.eval_batch_size", d.eval_batch_size >= 1, "must be >= 1", d.eval_batch_size)
+    for key in ("synthetic_train", "synthetic_test"):
+        _check(f"data.{key}", d.name != "synthetic" or getattr(d, key) >= 1, "must be >= 1 images", getattr(d, key))
     _check("data.random_erasing", 0.0 <= d.random_erasing <= 1.0, "is a probability in [0, 1]", d.random_erasing)
     _validate_layout(cfg)
 
@@ -123,6 +130,9 @@ def _validate_trainer(cfg: TrainConfig) -> None:
     _allowed("trainer.selection_metric", t.selection_metric, ["val_acc", "val_mean_class_acc", "val_macro_f1"])
     _check("trainer.device", t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"),
            "use auto, cpu, cuda or cuda:N", t.device)
+    _check("trainer.max_steps_per_epoch", t.max_steps_per_epoch >= 0, "must be >= 0 (0 runs whole epochs)",
+           t.max_steps_per_epoch)
+    _check("trainer.threads", t.threads >= 0, "must be >= 0 (0 keeps torch's default)", t.threads)
     _check("trainer.checkpoint_every", t.checkpoint_every >= 0, "must be >= 0 epochs (0 disables)", t.checkpoint_every)
     _check("trainer.checkpoint_every_s", t.checkpoint_every_s >= 0, "must be >= 0 seconds (0 disables)",
            t.checkpoint_every_s)

@@ -3,6 +3,7 @@
 One module owns the layout so every layer agrees on it::
 
     {storage_path}/{name}/mfer_sweep.json       the sweep record mfer-sweep writes before launching
+    {storage_path}/{name}/mfer_trials.jsonl     the driver's trial ledger (every trial Tune started)
     {storage_path}/{name}/<trial folders>       Ray Tune's (params.json, result.json, checkpoint_*/)
     {storage_path}/{name}-ext1/ …               a finished sweep grown by more trials (the chain)
     {storage_path}/results/{trials,epochs}.parquet   the results store
@@ -15,12 +16,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 
 SWEEP_FILE = "mfer_sweep.json"
+# The trial ledger: one JSON object per line, appended by the driver (``sweep.ledger``) as Tune starts,
+# finishes, fails or retries a trial: {"trial_id", "time", "event": start|complete|error|recover, and
+# "dir", "config" on start; "status" (Ray's: RUNNING TERMINATED ERROR PENDING), "failures", "error"
+# (the reason's last line) and "result" (the last result's scalars) on the others}, and
+# {"event": "end", "unfinished": [trial ids]} when Tune's run returned. Readers take it instead of Ray's experiment state, which is a cloudpickle.
+LEDGER_FILE = "mfer_trials.jsonl"
 RESULTS_DIR = "results"
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -29,6 +37,19 @@ EXTENSION = "-ext"  # NAME-ext1, NAME-ext2, …: the experiments that extended s
 
 class StoreError(RuntimeError):
     """A path under ``storage_path`` that is not what the platform wrote; the message names it."""
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def safe_name(name: str) -> str:
+    """``name`` if it is one folder under ``storage_path``; else StoreError. A name is joined onto the
+    storage path, so ``../x`` would write outside it, ``''`` into its root and ``results`` into the
+    store: every CLI taking ``name=`` checks it first."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name or name == RESULTS_DIR:
+        raise StoreError(f"name={name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or "
+                         f"digit, without '..' and other than {RESULTS_DIR!r} (e.g. name=quickstart-v2)")
+    return name
 
 
 def is_uri(path: str) -> bool:
@@ -66,13 +87,45 @@ def read_json(fs: pafs.FileSystem, path: str) -> Any:
     return json.loads(read_bytes(fs, path))
 
 
-def write_json(storage_path: str, relative: str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``{storage_path}/{relative}``, creating folders on the way."""
+def write_bytes(storage_path: str, relative: str, data: bytes) -> None:
+    """Write ``data`` to ``{storage_path}/{relative}``, creating folders on the way."""
     fs, root = open_storage(storage_path)
     path = f"{root}/{relative}"
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
-        f.write(json.dumps(obj, indent=1).encode())
+        f.write(data)
+
+
+def write_json(storage_path: str, relative: str, obj: Any) -> None:
+    write_bytes(storage_path, relative, json.dumps(obj, indent=1).encode())
+
+
+def ledger_events(fs: pafs.FileSystem, exp_path: str) -> list[dict]:
+    """The trial ledger's events in order; [] without a ledger. A line that is not a JSON object (the
+    driver died mid-write, an edit) is skipped."""
+    path = f"{exp_path}/{LEDGER_FILE}"
+    if not exists(fs, path):
+        return []
+    events = []
+    for line in read_bytes(fs, path).decode(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def read_ledger(fs: pafs.FileSystem, exp_path: str) -> dict[str, dict]:
+    """{trial id: its ledger events merged, later over earlier}: what the driver knew of every trial it
+    started, those that died before writing a file included."""
+    trials: dict[str, dict] = {}
+    for event in ledger_events(fs, exp_path):
+        if isinstance(event.get("trial_id"), str):
+            merged = trials.setdefault(event["trial_id"], {"status": "PENDING", "failures": 0})
+            merged.update({k: v for k, v in event.items() if k != "event"})
+    return trials
 
 
 def check_writable(storage_path: str) -> None:

@@ -116,19 +116,20 @@ def test_poster_v2_train_and_valid_without_test(tmp_path):
 
 def test_affectnet_npy_release(tmp_path):
     (tx, ty), (vx, vy) = faces(21, 32, seed=10), faces(14, 32, seed=11)
-    root = write_affectnet_npy(tmp_path / "npy", {"train_set": (tx, codes(ty, AFFECTNET_CODE) + []),
+    root = write_affectnet_npy(tmp_path / "npy", {"train_set": (tx, codes(ty, AFFECTNET_CODE)),
                                                   "val_set": (vx, codes(vy, AFFECTNET_CODE))})
-    np.save(root / "train_set" / "annotations" / "99_exp.npy", np.array("7"))  # contempt, image copied from 0
-    shutil.copy(root / "train_set" / "images" / "0.jpg", root / "train_set" / "images" / "99.jpg")
+    for i in (98, 99):  # two contempt faces (code 7), images copied from the first ones
+        np.save(root / "train_set" / "annotations" / f"{i}_exp.npy", np.array("7"))
+        shutil.copy(root / "train_set" / "images" / f"{i - 98}.jpg", root / "train_set" / "images" / f"{i}.jpg")
     (root / "train_set" / "annotations" / "50_exp.npy").write_bytes(b"not numpy")
     b8 = load("affectnet8_npy", root)
     assert b8.classes == BASIC8 and sorted(b8.test.labels.tolist()) == sorted(BASIC8.index(BASIC7[y]) for y in vy)
     assert (b8.test.labels == [BASIC8.index(BASIC7[y]) for y in vy[nearest_source(b8.test.images, vx)]]).all()
-    assert len(b8.train) + len(b8.val) == 22
+    assert len(b8.train) + len(b8.val) == 23
     report = report_of(packed("affectnet8_npy", root))
     assert [(e["name"], e["kind"]) for e in report["excluded"]] == [("train_set/annotations/50_exp.npy", "malformed row")]
     assert report_of(packed("affectnet7_npy", root))["excluded_by_rules"] == {
-        "malformed row": 1, "contempt (not in the 7-class set)": 1}
+        "malformed row": 1, "contempt (not in the 7-class set)": 2}
     np.save(root / "val_set" / "annotations" / "3_exp.npy", np.array("11"))
     with pytest.raises(DatasetError, match=r"3_exp.npy: expression code 11 is out of range"):
         load("affectnet8_npy", root)
@@ -194,10 +195,11 @@ def _build(layout: str, root):
     if layout == "folder_valid":
         (imagefolder_tree(root, 21, 14, seed=9)[0] / "test").rename(root / "valid")
         return ["data=folder"], 14
-    if layout in ("affectnet7_npy", "affectnet8_npy"):
-        (tx, ty), (vx, vy) = faces(21, 32, seed=10), faces(14, 32, seed=11)
-        write_affectnet_npy(root, {"train_set": (tx, codes(ty, AFFECTNET_CODE)), "val_set": (vx, codes(vy, AFFECTNET_CODE))})
-        return [f"data={layout}"], 14
+    if layout in ("affectnet7_npy", "affectnet8_npy"):  # 3 contempt faces per set: 8 classes need them
+        (tx, ty), (vx, vy), (cx, _) = faces(21, 32, seed=10), faces(14, 32, seed=11), faces(6, 32, seed=8)
+        write_affectnet_npy(root, {"train_set": (np.concatenate([tx, cx[:3]]), codes(ty, AFFECTNET_CODE) + [7] * 3),
+                                   "val_set": (np.concatenate([vx, cx[3:]]), codes(vy, AFFECTNET_CODE) + [7] * 3)})
+        return [f"data={layout}"], 14 if layout.startswith("affectnet7") else 17
     if layout == "affectnet8_photos":
         write_affectnet_photos(root, {"training": [(f"{i % 3}/t{i}.png", i % 8) for i in range(24)],
                                       "validation": [(f"9/v{i}.png", i % 8) for i in range(8)]})

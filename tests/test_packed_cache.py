@@ -13,12 +13,18 @@ import pytest
 import torch
 
 from mfer.data.batches import iterate_batches
-from mfer.data.synthetic import write_imagefolder
+from mfer.data.synthetic import write_imagefolder, write_rafdb
 
 from .conftest import LONDON_FACES
 from .fer_fixtures import faces, index_of_entry, load, packed
 
-RAF = LONDON_FACES / "raf_format"  # real faces in RAF-DB layout, shipped in the repository
+RAF = LONDON_FACES / "raf_format"  # real faces in RAF-DB layout, shipped in the repository (2 classes)
+
+
+@pytest.fixture(scope="module")
+def raf7(tmp_path_factory):
+    """RAF-DB layout with all seven classes, enough to carve a validation split as trials do."""
+    return write_rafdb(tmp_path_factory.mktemp("raf7"), faces(28, 32, seed=1), faces(14, 32, seed=2))
 
 # One "trial": load the dataset, read every train image, wait for its sibling, then measure the
 # resident (RSS) and proportional (PSS) memory of its mapping of the packed train file.
@@ -44,11 +50,11 @@ TRIAL = textwrap.dedent("""
 """)
 
 
-def test_two_concurrent_trials_build_once_and_share_one_copy(tmp_path):
+def test_two_concurrent_trials_build_once_and_share_one_copy(tmp_path, raf7):
     cache, barrier = tmp_path / "cache", tmp_path / "barrier"
     barrier.mkdir()
     env = {**os.environ, "MFER_CACHE": str(cache)}
-    procs = [subprocess.Popen([sys.executable, "-c", TRIAL, str(RAF), str(barrier)], env=env, text=True,
+    procs = [subprocess.Popen([sys.executable, "-c", TRIAL, str(raf7), str(barrier)], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
@@ -64,8 +70,8 @@ def test_two_concurrent_trials_build_once_and_share_one_copy(tmp_path):
         assert m["pss_kb"] <= 0.6 * m["rss_kb"]
 
 
-def test_the_val_carve_shares_the_memmap_and_batches_read_the_right_rows():
-    b = load("rafdb", RAF, size=48)
+def test_the_val_carve_shares_the_memmap_and_batches_read_the_right_rows(raf7):
+    b = load("rafdb", raf7, size=48)
     assert isinstance(b.train.images, np.memmap) and b.train.images is b.val.images  # no copy per trial
     assert len(np.intersect1d(b.train.rows, b.val.rows)) == 0
     order = np.arange(len(b.train))[::-1]

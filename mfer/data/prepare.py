@@ -63,6 +63,11 @@ def to_prepare_config(cfg: Any) -> PrepareConfig:
     _check(c.min_face_size >= 12, f"min_face_size={c.min_face_size}: MTCNN's smallest is 12")
     _check(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
            f"device={c.device}: use auto, cpu, cuda or cuda:N")
+    resolve_device(c.device, "device")
+    _check(not dst.exists() or dst.is_dir(), f"output_dir={c.output_dir} is a file: name a folder")
+    writable = dst if dst.exists() else next(p for p in dst.parents if p.exists())
+    _check(os.access(writable, os.W_OK | os.X_OK), f"output_dir={c.output_dir}: {writable} is not writable "
+           "by this user: choose a folder you can write")
     return c
 
 

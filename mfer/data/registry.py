@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from mfer.config import DataConfig
+from mfer.config import ConfigError, DataConfig
 from mfer.data.arrays import ArraySplit, DatasetBundle
 from mfer.data.cache import cache_root, cached
 from mfer.data.classes import BASIC7, BASIC8
@@ -25,8 +25,21 @@ from mfer.data.splits import stratified_split
 from mfer.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate
 
 
+def _require_every_class(classes, labels_by_split: dict[str, np.ndarray]) -> None:
+    """A class with no train or no validation images trains or selects on nothing while every metric
+    still prints (``data.val_fraction=0.99`` on a small set, a tiny synthetic set): refuse it by name."""
+    for split, labels in labels_by_split.items():
+        counts = np.bincount(labels, minlength=len(classes))
+        empty = [str(c) for c, n in zip(classes, counts) if n == 0]
+        if empty:
+            raise ConfigError(f"data: no {split} images for class(es) {', '.join(empty)} ({len(labels)} {split} "
+                              "images in all): add images (data.synthetic_train for synthetic data), or move "
+                              "data.val_fraction towards 0.1")
+
+
 def carve_validation(train: ArraySplit, test: ArraySplit, classes, fingerprint: str, cfg: DataConfig) -> DatasetBundle:
     tr, va = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
+    _require_every_class(classes, {"train": train.labels[tr], "validation": train.labels[va]})
     split_fp = hashlib.sha256(f"{fingerprint}:{cfg.val_fraction}:{cfg.split_seed}".encode()).hexdigest()[:16]
     return DatasetBundle(train.subset(tr), train.subset(va), test, tuple(classes), split_fp)
 

@@ -27,7 +27,7 @@ import torch
 
 from mfer.config import TrainConfig
 from mfer.train.build import TrainingRun, build_run
-from mfer.train.checkpoint import (RESULT_KEYS, CheckpointPolicy, Progress, add_to_meta, checkpoint_folder,
+from mfer.train.checkpoint import (META, RESULT_KEYS, CheckpointPolicy, Progress, add_to_meta, checkpoint_folder,
                                    fresh_progress, load_weights, resume, save_progress, selected_val,
                                    snapshot_weights)
 from mfer.train.engine import train_one_epoch
@@ -121,6 +121,19 @@ def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: Checkpoi
     return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None), test
 
 
+def finish_from_checkpoint(run: TrainingRun, progress: Progress, folder: Path) -> tuple[EpochEnd, Optional[dict]]:
+    """The end of a run whose checkpoint already holds every epoch — a driver that died after the last
+    epoch's checkpoint, before its tracker marked the trial done, resumes it so. Nothing is trained:
+    the result is the stored one (meta.json holds the full test result), and the test split is
+    evaluated now only if the crash came between that checkpoint and its test."""
+    meta = json.loads((folder / META).read_text())
+    test = None
+    if run.cfg.trainer.evaluate_test:
+        test = meta.get("test") or test_selected(run, progress, folder)
+    metrics = {**meta["last"], **({f"test_{m}": test[m] for m in SPLIT_METRICS} if test else {})}
+    return EpochEnd(progress.epoch, metrics, None, True, None), test
+
+
 def hand_over(end: EpochEnd, on_epoch: Optional[Callable[[EpochEnd], None]], previous: Optional[Path]) -> Optional[Path]:
     """Call the hook; once it has returned (a tracker has copied the new checkpoint), delete the
     previous local checkpoint. Returns the folder that is now the newest."""
@@ -171,9 +184,10 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     run = build_run(cfg)
     progress = fresh_progress(run) if resume_from is None else resume(run, Path(resume_from))
-    if progress.epoch >= cfg.trainer.epochs:
-        raise RuntimeError(f"nothing to train: the checkpoint already holds {progress.epoch} of "
-                           f"{cfg.trainer.epochs} epochs")
+    if progress.epoch > cfg.trainer.epochs:
+        raise RuntimeError(f"the checkpoint {resume_from} holds {progress.epoch} epochs, more than "
+                           f"trainer.epochs={cfg.trainer.epochs}: resume it with its own trainer.epochs")
+    finished = progress.epoch == cfg.trainer.epochs  # nothing left to train: the stored result stands
     policy = CheckpointPolicy.from_config(cfg.trainer, checkpoint_epochs)  # the interval starts now
     test = newest = None
     setup_s = time.perf_counter() - t_start  # build (data, model) and resume: before the first step
@@ -181,6 +195,9 @@ def fit(
         end, test = run_epoch(run, progress, epoch, policy, run_dir)
         end.metrics["setup_s"] = setup_s
         newest = hand_over(end, on_epoch, newest)
+    if finished:
+        end, test = finish_from_checkpoint(run, progress, Path(resume_from))
+        hand_over(end, on_epoch, None)  # once, so a tracker marks the run finished
     metrics = summarize(run, progress, test, time.perf_counter() - t_start)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics

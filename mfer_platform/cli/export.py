@@ -12,14 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from mfer.cli.errors import user_errors
 from mfer_platform.serving.export import CARD, METRICS_FILE, ExportError, export_best
 from mfer_platform.results.stats import StatsError
-from mfer_platform.layout import StoreError
+from mfer_platform.layout import StoreError, safe_name
 
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
-        out = export_best(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline)
+        out = export_best(str(cfg.storage_path), safe_name(str(cfg.name)), cfg.output_dir, baseline)
     metrics = json.loads((out / METRICS_FILE).read_text())
     stat = metrics["group_stats"][metrics["selection"]["metric"]]
     print(f"exported trial {metrics['trial']['trial_id']} (seed {metrics['trial']['seed']}) of group "

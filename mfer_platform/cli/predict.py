@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from mfer.cli.errors import user_errors
+from mfer.config import ConfigError
 from mfer_platform.serving.export import ExportError, load_exported
 from mfer.data.decode import list_images
 from mfer_platform.serving.predict import PredictOptions, predict_files
@@ -24,9 +25,14 @@ from mfer_platform.serving.predict import PredictOptions, predict_files
 def main(cfg: DictConfig) -> None:
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, ListConfig) else [str(cfg.inputs)]
     with user_errors(ExportError, RuntimeError):
+        if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+            raise ConfigError(f"batch_size={cfg.batch_size!r}: must be an integer >= 1, e.g. batch_size=32")
+        paths = list_images(inputs)
+        if not paths:  # exit 0 with no output would read as "nothing to say" about a wrong folder
+            raise ConfigError(f"inputs={inputs}: no image files there (searched folders recursively)")
         exported = load_exported(cfg.model_dir, cfg.device)
         failed = 0
-        for record in predict_files(exported, list_images(inputs), PredictOptions(cfg.batch_size, cfg.align)):
+        for record in predict_files(exported, paths, PredictOptions(cfg.batch_size, cfg.align)):
             failed += "error" in record
             print(json.dumps(record), file=sys.stderr if "error" in record else sys.stdout, flush=True)
     sys.exit(1 if failed else 0)

@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
-from mfer_platform.layout import StoreError
+from mfer_platform.layout import StoreError, safe_name
 from mfer_platform.report.figures.sweep import FigureOptions
 from mfer_platform.report.sweep_report import make_report
 from mfer_platform.results.stats import StatsError
@@ -36,8 +36,9 @@ def main(cfg: DictConfig) -> None:
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
         figures = FigureOptions(top_k=cfg.top_k) if cfg.figures else None
-        _ingest(str(cfg.storage_path), str(cfg.name))
-        paths = make_report(str(cfg.storage_path), str(cfg.name), cfg.output_dir, baseline, cfg.top_k, figures)
+        name = safe_name(str(cfg.name))
+        _ingest(str(cfg.storage_path), name)
+        paths = make_report(str(cfg.storage_path), name, cfg.output_dir, baseline, cfg.top_k, figures)
     print((paths["md"]).read_text())
     for kind, path in paths.items():
         print(f"{kind:>7}: {path}")

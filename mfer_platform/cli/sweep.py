@@ -8,18 +8,20 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfer.cli.errors import user_errors
-from mfer_platform.layout import StoreError, normalize_storage
+from mfer_platform.layout import StoreError, normalize_storage, safe_name
 from mfer_platform.report.published import paper_column
 from mfer_platform.report.tables import to_markdown
 from mfer_platform.results import store
 from mfer_platform.results.stats import StatsError
 from mfer_platform.results.summary import compare_experiments
-from mfer_platform.sweep.runner import ClusterSettings, SweepRequest, describe, run_sweep
+from mfer_platform.sweep.runner import ClusterSettings, SweepInterrupted, SweepRequest, describe, run_sweep
 from mfer_platform.sweep.spaces import SearchSpace, SpaceError, load_space
 
 
@@ -46,14 +48,18 @@ def main(cfg: DictConfig) -> None:
     with user_errors(SpaceError, StoreError, StatsError):
         space = requested_space(cfg)
         # str(): Hydra types bare values, so name=nan or name=1 would arrive as a float or an int.
-        name = str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-")
+        name = safe_name(str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-"))
         storage = normalize_storage(str(cfg.storage_path))
         print(describe(space, name, storage), flush=True)
         if cfg.dry_run:
             print("dry run: nothing launched")
             return
         cluster = ClusterSettings(**OmegaConf.to_container(cfg.cluster))
-        experiments = run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
+        try:
+            experiments = run_sweep(SweepRequest(space, name, storage, cluster, cfg.max_failures))
+        except SweepInterrupted as e:  # exit 0 and "sweep finished" would hide that trials are left
+            print(f"{e}\nresume with: mfer-sweep {' '.join(shlex.quote(a) for a in sys.argv[1:])}", file=sys.stderr)
+            sys.exit(130)
         for experiment in experiments:
             store.ingest(storage, experiment)
         res = compare_experiments(storage, experiments)

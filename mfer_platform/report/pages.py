@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -27,7 +28,8 @@ def plotly_sections(figures: Mapping[str, Optional[go.Figure]]) -> list[str]:
     for title, fig in figures.items():
         if fig is None:
             continue
-        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=title.lower().replace(" ", "-"))
+        # plotly writes div_id raw into an HTML attribute and a script: letters, digits and '-' only
+        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=re.sub(r"[^a-z0-9]+", "-", title.lower()))
         sections.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
         first = False
     return sections

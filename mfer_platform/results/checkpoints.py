@@ -56,8 +56,11 @@ def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
         raise CheckpointError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
     fs, root = open_storage(storage_path)
     ckpt = f"{root}/{name}/{trial['checkpoint']}"
-    meta = read_json(fs, f"{ckpt}/meta.json")
-    weights = load_safetensors(read_bytes(fs, f"{ckpt}/best_model.safetensors"))
+    try:
+        meta = read_json(fs, f"{ckpt}/meta.json")
+        weights = load_safetensors(read_bytes(fs, f"{ckpt}/best_model.safetensors"))
+    except Exception as e:  # JSON and safetensors each raise their own type for a truncated or edited file
+        raise CheckpointError(f"{ckpt}: meta.json or best_model.safetensors is corrupt or truncated ({e})") from None
     state = {k.removeprefix("model."): v.contiguous() for k, v in weights.items() if k.startswith("model.")}
     cfg = to_train_config(meta["config"])
     pretrained = cfg.model.pretrained_file or cfg.model.pretrained

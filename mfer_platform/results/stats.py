@@ -265,13 +265,17 @@ def compare(trials: pd.DataFrame, spec: CompareSpec) -> Comparison:
                       bool(spec.baseline), excluded)
 
 
-def best_trial(cmp: Comparison, trials: pd.DataFrame, group: Optional[str] = None) -> pd.Series:
-    """Within ``group`` (default: the best group, by mean validation over seeds), the seed with the
-    best validation value."""
+def ranked_trials(cmp: Comparison, trials: pd.DataFrame, group: Optional[str] = None) -> pd.DataFrame:
+    """The completed trials of ``group`` (default: the best group, by mean validation over seeds),
+    best validation value first: the order an export falls back in when a checkpoint is corrupt."""
     ids = cmp.groups.loc[cmp.groups["group"] == (group or cmp.best), "trial_ids"].iloc[0]
     members = trials[trials["trial_id"].isin(ids) & (trials["status"] == "completed")]
-    ordered = members.sort_values([cmp.spec.metric, "seed"], ascending=[cmp.spec.mode == "min", True])
-    return ordered.iloc[0]
+    return members.sort_values([cmp.spec.metric, "seed"], ascending=[cmp.spec.mode == "min", True])
+
+
+def best_trial(cmp: Comparison, trials: pd.DataFrame, group: Optional[str] = None) -> pd.Series:
+    """Within ``group`` (default: the best group), the seed with the best validation value."""
+    return ranked_trials(cmp, trials, group).iloc[0]
 
 
 def pareto_front(points: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:

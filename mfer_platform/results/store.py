@@ -48,7 +48,8 @@ from mfer_platform.keys import EPOCH_METRICS, ROW_KEY, SEED_KEY, TEST_METRICS, V
 from mfer_platform.layout import (EPOCHS_FILE, RESULTS_DIR, TRIALS_FILE, StoreError, exists, open_storage,
                                   read_sweep_record)
 from mfer_platform.overrides import apply_overrides, trial_values
-from mfer_platform.results.trial_files import RayTrialState, TrialFiles, content_stamp, ray_trial_states, read_trial
+from mfer_platform.results.trial_files import (TrialFiles, TrialState, content_stamp, files_of_unwritten, read_trial,
+                                               trial_states)
 
 # Keys that say where or how fast a trial ran, not what it learned: left out of the group hash.
 PLACEMENT_KEYS = frozenset({SEED_KEY, "trainer.threads", "trainer.device", "data.cache_dir", "data.eval_batch_size"})
@@ -115,7 +116,7 @@ EPOCH_SCHEMA = pa.schema([("experiment", _STR), ("trial_id", _STR), ("epoch", _I
 # ---------------------------------------------------------------- one trial's rows
 def classify(ray_status: Optional[str], epochs_run: int, epochs_planned: int, has_error: bool) -> str:
     """Our status vocabulary: Ray's TERMINATED splits into completed and early_stopped (ASHA,
-    HyperBand stop a trial before ``trainer.epochs``). Without Ray's state, files decide."""
+    HyperBand stop a trial before ``trainer.epochs``). Without a ledger entry, files decide."""
     if ray_status is None:
         ray_status = "ERROR" if has_error and epochs_run < epochs_planned else "TERMINATED"
     if ray_status == "TERMINATED":
@@ -139,7 +140,7 @@ def trial_config(files: TrialFiles, record: dict) -> tuple[dict, str]:
     return to_dict(cfg), config_hash(cfg)
 
 
-def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[RayTrialState],
+def _trial_row(experiment: str, files: TrialFiles, record: dict, state: Optional[TrialState],
                now: datetime, stamp: str) -> dict:
     nested, cfg_hash = trial_config(files, record)
     flat = flatten(nested)
@@ -153,12 +154,12 @@ def _trial_row(experiment: str, files: TrialFiles, record: dict, ray: Optional[R
     sel = files.selected_val or {}
     row = {
         "experiment": experiment,
-        "trial_id": last.get("trial_id") or (ray.trial_id if ray else files.dir_name),
+        "trial_id": last.get("trial_id") or (state.trial_id if state else files.dir_name),
         "trial_dir": files.dir_name,
         "checkpoint": f"{files.dir_name}/{files.checkpoint}" if files.checkpoint else None,
-        "status": classify(ray.status if ray else None, len(results), epochs_planned, files.error is not None),
-        "ray_status": ray.status if ray else None,
-        "retries": ray.failures if ray else None,
+        "status": classify(state.status if state else None, len(results), epochs_planned, files.error is not None),
+        "ray_status": state.status if state else None,
+        "retries": state.failures if state else None,
         "error": files.error,
         "seed": flat[SEED_KEY],
         "epochs_run": len(results),
@@ -213,7 +214,9 @@ def collect(storage_path: str, name: str) -> Collected:
     dirs = [i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory]
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         trials = [t for t in pool.map(lambda d: read_trial(fs, d), dirs) if t is not None]
-    states = ray_trial_states(fs, exp)
+    states = {s.dir_name: s for s in trial_states(fs, exp)}
+    # A trial the ledger knows but whose folder holds no params.json died before writing it: listed too.
+    trials += [files_of_unwritten(s) for d, s in states.items() if d not in {t.dir_name for t in trials}]
     now = datetime.now(timezone.utc).replace(microsecond=0)
     rows, epochs = [], []
     for t in trials:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,10 +36,11 @@ from mfer.model import build_model
 from mfer.validation import to_train_config
 from mfer_platform.keys import COMPARED_METRICS, PRETTY
 from mfer_platform.results.checkpoints import CheckpointError, check_state_dict, read_checkpoint
-from mfer_platform.results.stats import Comparison, best_trial
+from mfer_platform.results.stats import Comparison, ranked_trials
 from mfer_platform.results.summary import whole_sweep
 from mfer_platform.results.cells import fmt, metric_cell
 
+log = logging.getLogger(__name__)
 FORMAT = "mfer-export/1"
 WEIGHTS, CONFIG, METRICS_FILE, CARD = "model.safetensors", "config.json", "metrics.json", "MODEL_CARD.md"
 
@@ -76,12 +78,11 @@ def _refuse_non_safetensors(data: bytes, path: Path) -> None:
         raise ExportError(f"{path} is not a safetensors file ({len(data)} bytes, no JSON header)")
 
 
-def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
-    """The exported model, ready to predict; JSON + safetensors only, verified against config.json."""
-    d = Path(model_dir)
-    cfg_path, w_path = d / CONFIG, d / WEIGHTS
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise ExportError(f"{d}: not a complete mfer export (needs {CONFIG} and {WEIGHTS}; run mfer-export)")
+REQUIRED = {"weights_sha256": str, "train_config": dict, "classes": list, "image_size": int}
+
+
+def _read_config(cfg_path: Path) -> dict:
+    """config.json as a mapping holding every field loading needs, with the types it needs."""
     try:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -89,6 +90,27 @@ def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ExportError(f"{cfg_path}: format {config.get('format') if isinstance(config, dict) else None!r}, "
                           f"expected {FORMAT!r}")
+    bad = [k for k, kind in REQUIRED.items() if not isinstance(config.get(k), kind)]
+    if bad:
+        raise ExportError(f"{cfg_path}: missing or mistyped {', '.join(bad)}; re-export with mfer-export")
+    return config
+
+
+def _offline_config(train_config: dict) -> TrainConfig:
+    """The export's TrainConfig with its weight sources cleared: the weights are the export's own
+    safetensors, and an export (a file anyone may hand over) must not make us open a path or a hub
+    name written inside it."""
+    model = {**train_config.get("model", {}), "pretrained": None, "pretrained_file": None}
+    return to_train_config({**train_config, "model": model})
+
+
+def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
+    """The exported model, ready to predict; JSON + safetensors only, verified against config.json."""
+    d = Path(model_dir)
+    cfg_path, w_path = d / CONFIG, d / WEIGHTS
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise ExportError(f"{d}: not a complete mfer export (needs {CONFIG} and {WEIGHTS}; run mfer-export)")
+    config = _read_config(cfg_path)
     data = w_path.read_bytes()
     _refuse_non_safetensors(data, w_path)
     if _sha256(data) != config["weights_sha256"]:
@@ -98,13 +120,12 @@ def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
         state = load_safetensors(data)
     except Exception as e:  # safetensors raises its own error type for every malformed header
         raise ExportError(f"{w_path} is a corrupt safetensors file: {e}") from None
-    train_cfg = to_train_config(config["train_config"])
-    model = build_model(train_cfg.model, len(config["classes"]))
+    model = build_model(_offline_config(config["train_config"]).model, len(config["classes"]))
     try:
         check_state_dict(model, state, str(w_path))
     except CheckpointError as e:
         raise ExportError(str(e)) from None
-    dev = resolve_device(device)
+    dev = resolve_device(device, "device")
     return ExportedModel(model.to(dev).eval(), list(config["classes"]), int(config["image_size"]), config, dev)
 
 
@@ -218,4 +239,11 @@ def export_best(storage_path: str, name: str, output_dir: str | Path, baseline: 
     """Read sweep ``name`` (with its extensions) and export its best model (see the module
     docstring) to ``output_dir``."""
     res = whole_sweep(storage_path, name, baseline)
-    return export_trial(storage_path, best_trial(res.cmp, res.trials), res.cmp, output_dir)
+    errors = []
+    for _, trial in ranked_trials(res.cmp, res.trials).iterrows():
+        try:
+            return export_trial(storage_path, trial, res.cmp, output_dir)
+        except CheckpointError as e:  # one corrupt checkpoint: the group's next seed is exported instead
+            log.warning(f"trial {trial['trial_id']} not exported: {e}")
+            errors.append(str(e))
+    raise ExportError(f"no checkpoint of group {res.cmp.best!r} could be read: {'; '.join(errors) or 'none completed'}")

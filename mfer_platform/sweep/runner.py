@@ -16,11 +16,16 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from mfer.config import to_dict
-from mfer_platform.layout import SWEEP_FILE, StoreError, check_writable, experiment_chain, experiment_path, write_json
+from mfer_platform.layout import (SWEEP_FILE, StoreError, check_writable, experiment_chain, experiment_path, ledger_events,
+                                  open_storage, read_ledger, write_json)
 from mfer_platform.sweep import capacity, cost, plan
 from mfer_platform.sweep.spaces import SearchSpace, SpaceError
 
 log = logging.getLogger("mfer_platform")
+
+
+class SweepInterrupted(RuntimeError):
+    """Tune's run returned with trials unfinished (SIGINT): the experiment is saved, to be resumed."""
 
 
 @dataclass
@@ -142,14 +147,18 @@ def _chain(storage_path: str, name: str) -> list[str]:
     return chain
 
 
-def finished_trials(path: str) -> list[tuple[dict, dict]]:
-    """(config, last result) of the experiment's trials, or [] while any is unfinished."""
-    from ray.tune import ExperimentAnalysis
-
-    trials = ExperimentAnalysis(path).trials
-    if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+def finished_trials(storage_path: str, name: str) -> list[tuple[dict, dict]]:
+    """(config, last result's scalars) of the experiment's trials from the trial ledger, or [] while
+    any is unfinished (or no ledger exists: resuming a finished experiment is harmless). The ledger is
+    JSON; Ray's experiment state, which ExperimentAnalysis would unpickle, is never read here."""
+    fs, root = open_storage(storage_path)
+    events = ledger_events(fs, f"{root}/{name}")
+    # Tune's run returned with every trial finished, and nothing came after
+    ended = bool(events) and events[-1].get("event") == "end" and not events[-1].get("unfinished")
+    trials = read_ledger(fs, f"{root}/{name}").values()
+    if not ended or any(t["status"] not in ("TERMINATED", "ERROR") for t in trials):
         return []
-    return [(t.config, t.last_result or {}) for t in trials]
+    return [(t.get("config") or {}, t.get("result") or {}) for t in trials]
 
 
 def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tuple[dict, Any]]:
@@ -167,6 +176,7 @@ def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tu
 def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm: list[tuple[dict, Any]]):
     from ray import tune
 
+    from mfer_platform.sweep.ledger import TrialLedger
     from mfer_platform.sweep.progress import LiveTable
     from mfer_platform.sweep.trainable import run_trial
 
@@ -188,7 +198,7 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
         storage_path=req.storage_path,
         failure_config=tune.FailureConfig(max_failures=req.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[live],
+        callbacks=[live, TrialLedger(req.storage_path, name)],
         verbose=0,
     )
     metric, mode = plan.tune_metric(s)
@@ -214,12 +224,12 @@ def _plan_launch(req: SweepRequest, chain: list[str]) -> Optional[tuple[str, int
     """
     history: list[tuple[dict, dict]] = []
     for name in chain:
-        history += finished_trials(experiment_path(req.storage_path, name)) if _exists(req.storage_path, name) else []
+        history += finished_trials(req.storage_path, name) if _exists(req.storage_path, name) else []
     last, wanted = chain[-1], plan.num_samples(req.space)
     if not _exists(req.storage_path, last):
         _write_sweep_record(req, last, extends=None)
         return last, wanted, []
-    if not finished_trials(experiment_path(req.storage_path, last)):
+    if not finished_trials(req.storage_path, last):
         return last, wanted, []  # resume the unfinished one
     if len(history) >= req.space.trial_count():
         log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run")
@@ -255,6 +265,9 @@ def run_sweep(req: SweepRequest) -> list[str]:
             return chain
         target, samples, warm = launch
         build_tuner(req, target, slots, samples, warm).fit()
+        if not finished_trials(req.storage_path, target):
+            raise SweepInterrupted(f"sweep {req.name!r} interrupted; its trials are saved in "
+                                   f"{experiment_path(req.storage_path, target)}")
     finally:
         ray.shutdown()
     log.warning(f"sweep finished in {time.monotonic() - t0:.0f}s: {experiment_path(req.storage_path, req.name)}")

@@ -21,7 +21,7 @@ its rows are hand-picked combinations (baseline, +DS attention, full MFER…)::
 
 ``load_space`` parses and validates it — unknown parameter paths, impossible ranges, values
 the trainer rejects, searcher/scheduler mismatches — raising ``SpaceError`` with the YAML key
-named, *before* any trial starts. ``compile_space`` then turns it into Ray Tune objects.
+named, *before* any trial starts. ``plan`` then turns it into Ray Tune objects.
 Ray is imported lazily, so a dry run and validation stay quick.
 """
 from __future__ import annotations
@@ -283,16 +283,51 @@ def _check_combination(source: str, s: SearchSpace) -> None:
     if s.search.seeds > 1 and alg.startswith("optuna") and sch != "none":
         raise _err(source, "scheduler.name", f"{s.search.seeds} seeds per Optuna suggestion are averaged over "
                    f"complete runs; early stopping ({sch}) would cut repeats short: use scheduler none")
-    for key, value in (("search.num_samples", s.search.num_samples), ("search.seeds", s.search.seeds),
-                       ("search.max_concurrent", s.search.max_concurrent)):
-        if not isinstance(value, int) or value < 1:
-            raise _err(source, key, f"must be an integer >= 1, got {value!r}")
-    if s.resources.cpu <= 0 or s.resources.gpu < 0:
-        raise _err(source, "resources", f"need cpu > 0 and gpu >= 0, got {s.resources}")
-    if s.resources.gpu > 1 and not float(s.resources.gpu).is_integer():
-        raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
     if s.search.metric not in SEARCH_METRICS:
         raise _err(source, "search.metric", f"unknown metric {s.search.metric!r}; use one of {sorted(SEARCH_METRICS)}")
+
+
+def _number(source: str, key: str, value: Any, low: float, integer: bool, above: bool = False,
+            fix: str = "") -> None:
+    """``value`` must be a number >= ``low`` (> ``low`` with ``above``), an integer where ``integer``:
+    YAML and the CLI hand over strings and bools as readily as numbers."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and \
+        (value > low if above else value >= low)
+    if not ok:
+        bound = f"{'>' if above else '>='} {low:g}"
+        raise _err(source, key, f"must be {'an integer' if integer else 'a number'} {bound}, got {value!r}{fix}")
+
+
+def _check_numbers(source: str, s: SearchSpace) -> None:
+    """Every numeric search/scheduler/resources setting at its edges, before anything divides by it or
+    loops on it (a reduction factor of 1 never shrinks a rung: the plan would loop forever)."""
+    for key in ("num_samples", "seeds", "max_concurrent"):
+        _number(source, f"search.{key}", getattr(s.search, key), 1, integer=True)
+    _number(source, "search.first_seed", s.search.first_seed, 0, integer=True)
+    if s.search.time_budget_s is not None:
+        _number(source, "search.time_budget_s", s.search.time_budget_s, 0, integer=False, above=True,
+                fix="; leave it null for no budget")
+    sc = s.scheduler
+    if sc.name in ("asha", "hyperband"):
+        _number(source, "scheduler.reduction_factor", sc.reduction_factor, 1, integer=False, above=True,
+                fix="; each rung keeps 1/reduction_factor of the trials: use 2, 3 or 4")
+    if sc.name == "asha":
+        _number(source, "scheduler.grace_period", sc.grace_period, 1, integer=True)
+    if sc.name == "pbt":
+        _number(source, "scheduler.perturbation_interval", sc.perturbation_interval, 1, integer=True)
+    _number(source, "resources.cpu", s.resources.cpu, 0, integer=False, above=True, fix=", e.g. resources.cpu=1")
+    _number(source, "resources.gpu", s.resources.gpu, 0, integer=False, fix=", e.g. resources.gpu=0.5")
+    if s.resources.gpu > 1 and not float(s.resources.gpu).is_integer():
+        raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
+
+
+def _check_trials_differ(source: str, s: SearchSpace) -> None:
+    """Several trials with no parameter, no row and one seed are the same run repeated: their spread
+    would read "± 0.00" as if measured. One run (num_samples=1) stays allowed."""
+    if not s.params and not s.rows and s.search.seeds == 1 and s.trial_count() > 1:
+        raise _err(source, "search.num_samples", f"{s.trial_count()} trials with no params, no rows and one seed "
+                   "would all be the same run: add params, set search.seeds > 1, or search.num_samples=1")
 
 
 def _parse_rows(source: str, raw: Any, known: dict[str, Any], params: list[Param], base: dict) -> dict[str, dict]:
@@ -349,6 +384,9 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     except Exception as e:  # Hydra and config errors both say which override failed
         raise _err(source, "base", str(e)) from None
     known = flatten(to_dict(base_cfg))
+    if not isinstance(raw.get("params") or {}, dict):
+        raise _err(source, "params", "must map dotted TrainConfig paths to one distribution each, e.g. "
+                   "params: {loss.weight: {loguniform: [1.0e-4, 1.0e-1]}}")
     params = [_parse_param(source, k, v, known) for k, v in (raw.get("params") or {}).items()]
     space = SearchSpace(
         name=name, source=source, description=str(raw.get("description", "")), base=base,
@@ -364,7 +402,9 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
         if target is None or not hasattr(target, field_name):
             raise _err(source, key, "only search.*, scheduler.* and resources.* can be overridden from the CLI")
         setattr(target, field_name, value)
+    _check_numbers(source, space)
     _check_combination(source, space)
+    _check_trials_differ(source, space)
     for p in params:
         _check_values(source, p, base_dict)
     if space.baseline is not None:

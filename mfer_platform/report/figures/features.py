@@ -55,7 +55,7 @@ def from_export(model_dir: str | Path, device: str = "auto") -> TrialModel:
 def from_trial(storage_path: str, trial: pd.Series, device: str = "auto") -> TrialModel:
     """The validation-selected weights of one trial (a trials-table row)."""
     ckpt = read_checkpoint(storage_path, trial)
-    return TrialModel(ckpt.model.to(resolve_device(device)), ckpt.cfg, list(ckpt.meta["classes"]),
+    return TrialModel(ckpt.model.to(resolve_device(device, "device")), ckpt.cfg, list(ckpt.meta["classes"]),
                       f"trial {trial['trial_id']} (seed {int(trial['seed'])})")
 
 

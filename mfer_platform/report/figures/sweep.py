@@ -103,6 +103,6 @@ def write_sweep_figures(storage_path: str, name: str, output_dir: str | Path, op
         intro = f"Best model ({html.escape(figs.best.source)}); full-size PNGs in {GRADCAM_DIR}/images/.{skipped}"
         sections.append(image_section("Grad-CAM on your images", intro, shown, max_side=PREVIEW_SIDE))
         paths["images"] = out / GRADCAM_DIR / "images"
-    body = f"<h1>Figures: {name}</h1>" + "".join(sections)
+    body = f"<h1>Figures: {html.escape(name)}</h1>" + "".join(sections)
     write_page(paths["html"], f"{name} — MFER figures", body)
     return paths
