@@ -109,6 +109,27 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     assert res.experiments == ["resume", "resume-ext1"] and len(res.trials) == 6
 
 
+def test_driver_killed_after_a_trials_last_checkpoint_counts_it_once_as_completed(tmp_path, ray_env):
+    """The driver dies after a trial's final checkpoint, before Ray marks the trial done: resumed, the
+    trial trains nothing, reports its stored result once, and is completed (it used to end in error)."""
+    exp, faults = tmp_path / "store" / "last", tmp_path / "faults"
+    hang = {**ray_env, "MFER_FAULTS": "hang@2", "MFER_FAULTS_DIR": str(faults)}  # stall after the last epoch
+    first = subprocess.Popen(sweep_cmd(tmp_path / "store", "last"), env=hang, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: list(faults.glob("*.hang")) and list(exp.glob("*/checkpoint_*")), timeout=600)
+    finally:
+        kill_group(first)
+    kill_processes_mentioning(ray_env["RAY_TMPDIR"])
+    second = subprocess.run(sweep_cmd(tmp_path / "store", "last"), env=ray_env, capture_output=True, text=True,
+                            timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    # Ray's result.json holds the re-reported last epoch twice; the store counts it once, completed.
+    assert len(trial_epochs(exp)) == 4 and all(sorted(set(e)) == [1, 2] for e in trial_epochs(exp).values())
+    assert_store_holds_each_trial_once(tmp_path / "store", "last", 4, 2)
+    assert "4 completed" in second.stdout
+
+
 @contextlib.contextmanager
 def local_cluster(ray_env: dict, worker_env: dict | None = None):
     """A real local cluster: a head and one worker node (1 CPU each, token auth), each its own

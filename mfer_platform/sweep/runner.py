@@ -161,6 +161,13 @@ def finished_trials(storage_path: str, name: str) -> list[tuple[dict, dict]]:
     return [(t.get("config") or {}, t.get("result") or {}) for t in trials]
 
 
+def _interrupted(storage_path: str, name: str) -> bool:
+    """Tune's run returned with trials unfinished, by the ledger (an experiment from before the ledger,
+    resumed, has none: it cannot tell, and counts as finished)."""
+    fs, root = open_storage(storage_path)
+    return bool(ledger_events(fs, f"{root}/{name}")) and not finished_trials(storage_path, name)
+
+
 def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tuple[dict, Any]]:
     """Earlier (config, reward) pairs for an Optuna searcher, so an extension keeps its knowledge."""
     keys = space.factors
@@ -265,7 +272,7 @@ def run_sweep(req: SweepRequest) -> list[str]:
             return chain
         target, samples, warm = launch
         build_tuner(req, target, slots, samples, warm).fit()
-        if not finished_trials(req.storage_path, target):
+        if _interrupted(req.storage_path, target):
             raise SweepInterrupted(f"sweep {req.name!r} interrupted; its trials are saved in "
                                    f"{experiment_path(req.storage_path, target)}")
     finally:
