@@ -17,7 +17,7 @@ from mfer_platform.sweep import plan
 from mfer_platform.sweep.spaces import SearchSpace
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-# Official train-split sizes (../shared/reference/mfer_spec.md §2, datasets.md; FERPlus: FER2013 Training).
+# Official train-split sizes (the datasets' releases as MFER/FAER report them; FERPlus: FER2013 Training).
 TRAIN_IMAGES = {"rafdb": 12_271, "affectnet7": 283_901, "affectnet8": 287_651, "ferplus": 28_709}
 OFFICIAL_VAL_IMAGES = {"ferplus": 3_589}  # PublicTest; the others carve val_fraction from train
 # Forward FLOPs of one 224 px image through ConvNeXt-B + DS attention after stages 3 and 4 (dense
