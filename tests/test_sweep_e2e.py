@@ -51,8 +51,14 @@ def test_a_trial_killed_between_checkpoints_loses_at_most_the_interval(tmp_path,
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert len(list((tmp_path / "faults").iterdir())) == 2  # the kill landed in both trials
-    for trial, eps in trial_epochs(tmp_path / "store" / "interval").items():
-        assert eps == [1, 2, 3, 3, 4], (trial, eps)  # resumed at 3 from epoch 2's checkpoint, not from 1
+    for trial, rows in trial_results(tmp_path / "store" / "interval").items():
+        by_worker: dict[int, list[int]] = {}
+        for row in rows:
+            by_worker.setdefault(row["pid"], []).append(row["epoch"])
+        first, retry = by_worker.values()  # one worker killed, one retry
+        # The SIGKILL can beat epoch 3's report to the driver, so the killed worker shows 2 or 3
+        # epochs; either way the retry resumed from epoch 2's checkpoint, not from the start.
+        assert first in ([1, 2], [1, 2, 3]) and retry == [3, 4], (trial, by_worker)
     assert_store_holds_each_trial_once(tmp_path / "store", "interval", 2, 4)
 
 
