@@ -172,6 +172,17 @@ def test_folder_contempt_makes_8_classes_and_official_val_is_used(folder_root, t
     assert {r["label_id"] for r in rows if "/Happy/" in r["path"] or "/HA/" in r["path"]} == {BASIC8.index("happiness")}
 
 
+def test_a_class_missing_from_the_official_val_split_is_refused_by_name(folder_root, tmp_path):
+    """A release's own val/ is used as is, so no carving rule can guarantee every class is in it."""
+    src, _, _ = folder_root
+    root = tmp_path / "tree"
+    shutil.copytree(src, root)
+    shutil.copytree(root / "test", root / "val")
+    shutil.rmtree(root / "val" / "surprised")
+    with pytest.raises(ConfigError, match="no validation images for class.*surprise.*add images of that class"):
+        load("folder", root)
+
+
 @pytest.mark.parametrize("name", ["rafdb", "affectnet7", "affectnet8", "ferplus", "folder"])
 def test_presets_compose_and_require_a_root(name):
     cfg = compose_train(f"data={name}", "data.root=/data/x")

@@ -129,6 +129,16 @@ def test_tampered_weights_are_refused(exported, tmp_path):
         load_exported(model_dir)
 
 
+@pytest.mark.parametrize("key", ["weights_sha256", "classes", "image_size"])
+def test_a_config_missing_a_field_is_refused_by_name(exported, tmp_path, key):
+    model_dir = _copy(exported[1], tmp_path / "m")
+    config = json.loads((model_dir / CONFIG).read_text())
+    del config[key]
+    (model_dir / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ExportError, match=f"config.json: missing or mistyped {key}; re-export"):
+        load_exported(model_dir)
+
+
 def test_a_pickle_is_refused_without_unpickling(exported, tmp_path):
     model_dir = _copy(exported[1], tmp_path / "m")
     torch.save(load((model_dir / WEIGHTS).read_bytes()), model_dir / WEIGHTS)  # in memory: no mmap to truncate
