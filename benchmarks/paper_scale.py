@@ -5,12 +5,17 @@ No GPU is needed: the real trainer and the real Ray Tune trainable (``run_trial`
 for a few steps per epoch, writing to (a) a local ``storage_path`` and (b) a real S3-compatible
 server on 127.0.0.1 (moto, fresh per run), every byte counted by a pyarrow filesystem wrapper
 (``storage_counting.py``). Measured per epoch and per trial: seconds outside the training steps —
-evaluation, checkpoint serialisation, the upload inside ``tune.report``, start-up, the final test —,
-bytes uploaded, and the bytes ingest reads per trial. Two checkpoint policies:
+evaluation, checkpoint serialisation, the trainable's report hook (waiting for a background upload,
+starting one, the upload inside ``tune.report``), start-up, the final test —, bytes uploaded, and the
+bytes ingest reads per trial. Two checkpoint policies:
 
-- ``every epoch``: the policy before this benchmark (``trainer.checkpoint_every=1``);
-- ``default``: the trainer's defaults (a resumable checkpoint every ``trainer.checkpoint_every_s``
-  of wall time and at the end; per-class validation results travel in the metrics instead).
+- ``every epoch``: the policy before this benchmark (``trainer.checkpoint_every=1``: a full-state
+  checkpoint uploaded inside every epoch's report);
+- ``default``: the trainer's defaults — a full-state checkpoint every ``trainer.checkpoint_every_s``
+  of wall time, uploaded in the background, and a weights-only one at the end, uploaded inside the
+  last report; per-class validation results travel in the metrics. A 15-minute interval never
+  elapses in a simulated trial of seconds, so the simulation makes epoch 1's checkpoint an interval
+  one (``PAPER_SCALE_INTERVAL_AT``) to measure that path too.
 
 It then projects the GPU duty cycle of a whole paper-recipe trial — training-step seconds over
 trial wall seconds — on RAF-DB (100 epochs) and AffectNet-7 (60 epochs) at a given training
@@ -19,6 +24,7 @@ throughput (the saved ``trainer_throughput.py --save`` figure for ConvNeXt-B at 
 does, and serialisation and upload at the rates measured here.
 
     python benchmarks/paper_scale.py [--epochs 3] [--image-size 32] [--steps 2] [--throughput 3200]
+                                     [--storage local,s3] [--policies "every epoch,default"]
 """
 from __future__ import annotations
 
@@ -55,39 +61,64 @@ class Run:
     policy: str
     epochs: list[dict] = field(default_factory=list)  # the trial's result rows
     reports: list[dict] = field(default_factory=list)  # {epoch, seconds, checkpoint} of each tune.report
+    reports: list[dict] = field(default_factory=list)  # {epoch, seconds, reason} of each report hook call
     uploaded: int = 0  # bytes written to storage_path (checkpoints, results, Ray's state)
-    checkpoint_bytes: int = 0  # bytes of checkpoint files uploaded
+    full_bytes: int = 0  # one full-state (resumable) checkpoint as uploaded
+    final_bytes: int = 0  # the final checkpoint as uploaded
     ingest_read: int = 0  # bytes ingest read for the trial
     wall_s: float = 0.0
 
-    def per_checkpoint(self) -> tuple[float, float, int]:
-        """(serialise seconds, upload seconds, bytes) of one checkpoint, mean over the checkpointed epochs."""
-        saved = [(r, rep) for r, rep in zip(self.epochs, self.reports) if rep["checkpoint"]]
-        n = max(1, len(saved))
-        return (sum(r["checkpoint_s"] for r, _ in saved) / n, sum(rep["seconds"] for _, rep in saved) / n,
-                self.checkpoint_bytes // n)
+    def figures(self) -> dict[str, float]:
+        """Seconds measured per kind of checkpoint: serialising a full / the final one, the synchronous
+        upload of a full / the final one, the background upload of a full one and what starting it
+        costs the training thread, and a report without a checkpoint."""
+        rows = {r["epoch"]: r for r in self.epochs}
+        hook = {r["epoch"]: r for r in self.reports}
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values) if values else 0.0
+
+        def upload(e: int) -> float:  # the hook's seconds less its wait for an earlier background upload
+            return hook[e]["seconds"] - rows[e].get("upload_wait_s", 0.0)
+
+        full = [e for e, h in hook.items() if h["reason"] not in (None, "last")]
+        sync = [e for e in full if hook[e]["reason"] != "interval"]
+        background = [e for e in full if hook[e]["reason"] == "interval"]
+        plain = mean([upload(e) for e, h in hook.items() if h["reason"] is None])
+        last = max(hook)
+        return {"serialise_full": mean([rows[e]["checkpoint_s"] for e in full]),
+                "serialise_final": rows[last]["checkpoint_s"], "upload_full": mean([upload(e) for e in sync]),
+                "upload_final": upload(last),
+                "background_upload": mean([r["background_upload_s"] for r in self.epochs if "background_upload_s" in r]),
+                "background_start": max(0.0, mean([upload(e) for e in background]) - plain), "report": plain}
 
 
 def timed_trial(config: dict, **kwargs) -> None:
-    """``run_trial`` with each ``tune.report`` timed (the upload happens inside it) into a side file."""
-    from ray import tune
+    """``run_trial`` with each report hook call timed (waits and uploads happen inside it) into a side
+    file, and the wall-clock interval falling after the epochs ``PAPER_SCALE_INTERVAL_AT`` names, as a
+    15-minute one falls somewhere in a real trial."""
+    from mfer.train.checkpoint import CheckpointPolicy
+    from mfer_platform.sweep import trainable
 
-    from mfer_platform.sweep.trainable import run_trial
+    log = Path(os.environ["PAPER_SCALE_REPORTS"])
+    at = {int(e) for e in os.environ.get("PAPER_SCALE_INTERVAL_AT", "").split(",") if e}
+    real_call, real_reason = trainable.Reporter.__call__, CheckpointPolicy.reason
 
-    real_report, log = tune.report, Path(os.environ["PAPER_SCALE_REPORTS"])
+    def reason(self, epoch: int):
+        return "interval" if epoch in at and epoch < self.epochs else real_reason(self, epoch)
 
-    def report(metrics, *, checkpoint=None):
+    def call(self, end) -> None:
         t0 = time.perf_counter()
-        real_report(metrics, checkpoint=checkpoint)
+        real_call(self, end)
         with open(log, "a") as f:
-            f.write(json.dumps({"epoch": metrics["epoch"], "seconds": time.perf_counter() - t0,
-                                "checkpoint": checkpoint is not None}) + "\n")
+            f.write(json.dumps({"epoch": end.epoch, "seconds": time.perf_counter() - t0,
+                                "reason": end.checkpoint_reason}) + "\n")
 
-    tune.report = report
+    trainable.Reporter.__call__, CheckpointPolicy.reason = call, reason
     try:
-        run_trial(config, **kwargs)
+        trainable.run_trial(config, **kwargs)
     finally:
-        tune.report = real_report
+        trainable.Reporter.__call__, CheckpointPolicy.reason = real_call, real_reason
 
 
 def _base(args, policy: str) -> dict:
@@ -100,13 +131,14 @@ def _base(args, policy: str) -> dict:
                          f"trainer.max_steps_per_epoch={args.steps}", *POLICIES[policy]])
 
 
-def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path) -> None:
+def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path, interval_at: str) -> None:
     import ray
     from ray import tune
 
     os.environ["PAPER_SCALE_REPORTS"] = str(work / "reports.jsonl")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PAPER_SCALE_REPORTS": str(work / "reports.jsonl"),
+                                       "PAPER_SCALE_INTERVAL_AT": interval_at,
                                        "PYTHONPATH": str(Path(__file__).resolve().parent)}})
     try:
         trainable = tune.with_resources(tune.with_parameters(
@@ -142,10 +174,14 @@ def measure(args, storage: str, policy: str) -> Run:
         fs = counting_filesystem(inner, counts)
         path = "bench/sweeps" if storage == "s3" else str(work / "sweeps")
         t0 = time.perf_counter()
-        _tune(base, fs, path, work)
+        _tune(base, fs, path, work, "1" if policy == "default" else "")
         run.wall_s = time.perf_counter() - t0
         gc.collect()  # streams Ray dropped without closing record their bytes
-        run.uploaded, run.checkpoint_bytes = counted(counts)["write"], counted(counts, "/checkpoint_")["write"]
+        run.uploaded = counted(counts)["write"]
+        # Ray's checkpoint folders are checkpoint_00000N, one per report that carried one (a pointer too).
+        ray_ckpts = [b for b in (counted(counts, f"/checkpoint_{i:06d}/")["write"] for i in range(args.epochs)) if b]
+        run.final_bytes = ray_ckpts[-1]
+        run.full_bytes = counted(counts, "/uploads/epoch_0001/")["write"] if policy == "default" else ray_ckpts[0]
         exp = f"{path}/paper_scale"
         run.ingest_read = _ingest_read(fs, exp, counts)
         trial = next(i.path for i in fs.get_file_info(pafs.FileSelector(exp)) if i.type == pafs.FileType.Directory)
@@ -171,25 +207,33 @@ class Projection:
 def project(run: Run, dataset: str, throughput: float, interval_s: float,
             upload_mb_s: Optional[float] = None) -> Projection:
     """A whole paper-recipe trial on ``dataset`` at ``throughput`` img/s, with this run's measured
-    serialisation, upload and per-epoch report costs and the policy's number of checkpoints;
-    ``upload_mb_s``: project uploads at that bandwidth instead of the one measured here."""
+    serialisation, upload and per-epoch report costs and the policy's checkpoints: ``every epoch``, a
+    full one uploaded inside every report (as before); ``default``, one full one per interval of
+    trial wall time uploaded in the background — the training thread pays its serialisation, the
+    start, and a wait at the end only if the last one is still in flight — and the weights-only final
+    one uploaded inside the last report. ``upload_mb_s``: uploads at that bandwidth instead."""
     n_train, n_val, n_test, epochs = RECIPES[dataset]
-    ser_s, up_s, ckpt_bytes = run.per_checkpoint()
+    f = run.figures()
     if upload_mb_s:
-        up_s = ckpt_bytes / (upload_mb_s * 1e6)
-    plain = [r["seconds"] for r in run.reports if not r["checkpoint"]]
-    report_s = sum(plain) / len(plain) if plain else 0.0
+        rate = upload_mb_s * 1e6
+        f.update(upload_full=run.full_bytes / rate, background_upload=run.full_bytes / rate,
+                 upload_final=run.final_bytes / rate)
     train_s, eval_s = n_train / throughput, n_val / (3 * throughput)
-    epoch_wall = train_s + eval_s + report_s
+    epoch_wall = train_s + eval_s + f["report"]
+    overhead = {"evaluation": epochs * eval_s + n_test / (3 * throughput), "report": epochs * f["report"],
+                "start-up": run.epochs[0].get("setup_s", 0.0)}
     if run.policy == "every epoch":
-        n_ckpt = epochs
-    else:  # one per interval of trial wall time, and the final one
-        n_ckpt = int(epochs * epoch_wall // interval_s) + 1
-    overhead = {"evaluation": epochs * eval_s + n_test / (3 * throughput), "serialise": n_ckpt * ser_s,
-                "upload": n_ckpt * up_s, "report": epochs * report_s, "start-up": run.epochs[0].get("setup_s", 0.0)}
+        n_full, final = epochs, 0
+        overhead.update(serialise=epochs * f["serialise_full"], upload=epochs * f["upload_full"])
+    else:
+        n_full, final = int(epochs * epoch_wall // interval_s), 1
+        gap = epochs * epoch_wall - n_full * interval_s  # from the last interval checkpoint to the end
+        overhead.update(serialise=n_full * f["serialise_full"] + f["serialise_final"],
+                        upload=n_full * f["background_start"] + f["upload_final"],
+                        wait=max(0.0, f["background_upload"] - gap) if n_full else 0.0)
     total_train = epochs * train_s
     return Projection(dataset, run.policy, run.storage, total_train / (total_train + sum(overhead.values())),
-                      overhead, n_ckpt, n_ckpt * ckpt_bytes / 1e9)
+                      overhead, n_full + final, (n_full * run.full_bytes + final * run.final_bytes) / 1e9)
 
 
 def _throughput(arg: float | None) -> tuple[float, str]:
@@ -202,15 +246,21 @@ def _throughput(arg: float | None) -> tuple[float, str]:
 
 
 def _print_run(run: Run) -> None:
-    ser_s, up_s, ckpt_bytes = run.per_checkpoint()
-    rows = run.epochs
+    f, rows = run.figures(), run.epochs
     print(f"\n[{run.storage}, checkpoint {run.policy}] {len(rows)} epochs, wall {run.wall_s:.0f} s")
-    print("  epoch  train_s  eval_s  serialise_s  report_s (upload)  checkpoint")
+    print("  epoch  train_s  eval_s  serialise_s  report hook_s (of it waiting)  background upload_s  checkpoint")
     for r, rep in zip(rows, run.reports):
         print(f"  {r['epoch']:>5}  {r.get('train_s', 0):7.2f}  {r.get('eval_s', 0):6.2f}  {r.get('checkpoint_s', 0):11.2f}"
-              f"  {rep['seconds']:17.2f}  {'yes' if rep['checkpoint'] else '-'}")
-    print(f"  start-up {rows[0].get('setup_s', 0):.1f} s, final test {rows[-1].get('test_s', 0):.2f} s; per checkpoint "
-          f"{ckpt_bytes / 1e9:.2f} GB, serialise {ser_s:.1f} s, upload {up_s:.1f} s")
+              f"  {rep['seconds']:13.2f} ({r.get('upload_wait_s', 0):5.2f})  {r.get('background_upload_s', 0):18.2f}"
+              f"  {rep['reason'] or '-'}")
+    print(f"  start-up {rows[0].get('setup_s', 0):.1f} s, final test {rows[-1].get('test_s', 0):.2f} s; full checkpoint "
+          f"{run.full_bytes / 1e9:.2f} GB (serialise {f['serialise_full']:.1f} s), final {run.final_bytes / 1e9:.2f} GB "
+          f"(serialise {f['serialise_final']:.1f} s, upload {f['upload_final']:.1f} s)")
+    if run.policy == "every epoch":
+        print(f"  full checkpoint uploaded inside its report: {f['upload_full']:.1f} s")
+    else:
+        print(f"  full checkpoint uploaded in the background: {f['background_upload']:.1f} s "
+              f"({f['background_start']:.2f} s on the training thread to start it)")
     print(f"  bytes uploaded {run.uploaded / 1e9:.2f} GB in all ({run.uploaded / 1e9 / len(rows):.2f} GB/epoch); "
           f"ingest read {run.ingest_read / 1e3:.1f} kB for the trial")
 
@@ -224,6 +274,7 @@ def main() -> None:
     ap.add_argument("--throughput", type=float, default=None, help="training img/s of ConvNeXt-B MFER on the GPU")
     ap.add_argument("--interval", type=float, default=None, help="trainer.checkpoint_every_s to project (default: the trainer's)")
     ap.add_argument("--storage", default="local,s3")
+    ap.add_argument("--policies", default=",".join(POLICIES), help="which of the policies to measure")
     ap.add_argument("--s3-mb-s", type=float, default=300.0,
                     help="an object store's upload bandwidth to project beside moto's measured one (an assumption)")
     args = ap.parse_args()
@@ -233,7 +284,7 @@ def main() -> None:
     throughput, source = _throughput(args.throughput)
     runs = []
     for storage in args.storage.split(","):
-        for policy in POLICIES:
+        for policy in args.policies.split(","):
             epochs = args.old_epochs if policy == "every epoch" else args.epochs
             runs.append(measure(argparse.Namespace(**{**vars(args), "epochs": epochs}), storage, policy))
             _print_run(runs[-1])

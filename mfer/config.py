@@ -26,9 +26,48 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class SEConfig:
+    """ViT+SE's squeeze-excitation gate on the final feature map (mfer/model/methods/se.py)."""
+
+    reduction: int = 16  # hidden width = channels // reduction (Hu et al., CVPR 2018: r = 16)
+
+
+@dataclass
+class DANConfig:
+    """DAN's cross-attention heads and its two losses' weights (mfer/model/methods/dan.py)."""
+
+    num_heads: int = 4  # DAN's released default (yaoing/DAN rafdb.py --num_head 4)
+    affinity_weight: float = 1.0  # released training: CE + 1·affinity + 1·partition
+    partition_weight: float = 1.0
+
+
+@dataclass
+class SCANConfig:
+    """SCAN-CCI's local-patch attention and complementary region branch (mfer/model/methods/scan_cci.py)."""
+
+    patch: int = 2  # side of a local patch on the final map (SCAN-CCI: 6 on a 28x28 map)
+    regions: int = 4  # CCI branch: non-overlapping regions, a square number (SCAN-CCI: 4 = 2x2)
+    eca_kernel: int = 5  # ECA's 1-D conv kernel (SCAN-CCI: 5)
+
+
+@dataclass
+class FDRLConfig:
+    """FDRL's decomposition into latent features and their three losses (mfer/model/methods/fdrl.py)."""
+
+    num_latent: int = 9  # M latent features (our reading of Ruan et al., CVPR 2021)
+    latent_dim: int = 128
+    mu: float = 0.5  # weight of the intra-aware vs the inter-aware feature in the reconstruction
+    compactness_weight: float = 1.0
+    balance_weight: float = 1.0
+    distribution_weight: float = 1.0
+
+
+@dataclass
 class ModelConfig:
     """Backbone, DS attention and classifier head (spec §1)."""
 
+    # Any timm model with feature_info and forward_intermediates: convnext_*, resnet18/50, vit_* (built
+    # at data.image_size), ... (mfer/model/backbone.py's feature contract).
     backbone: str = "convnext_atto"
     # ImageNet weights by timm name, ``arch`` or ``arch.tag`` (convnext_base.fb_in22k_ft_in1k), read from
     # the Hugging Face hub cache ($HF_HOME) and downloaded into it only on a miss (mfer/model/hub.py).
@@ -38,8 +77,10 @@ class ModelConfig:
     drop_path_rate: float = 0.1
     # DS attention: none | global (dynamic K only) | local (static conv Q only) | ds (both).
     attn_variant: str = "ds"
-    # ConvNeXt stages (1-based, as in the paper) after whose last block one attention block sits.
-    attn_stages: list[int] = field(default_factory=lambda: [3, 4])
+    # Backbone stages (1-based, as in the paper) after whose last block one attention block sits;
+    # None: the backbone's default, [3, 4] on a hierarchical one (ConvNeXt, ResNet), [] on a ViT
+    # (resolved by mfer.validation.to_train_config, so a run's recorded config holds the list).
+    attn_stages: Optional[list[int]] = None
     attn_kernel: int = 7
     # Groups of the static-local conv; 0 means depthwise (groups = channels).
     attn_groups: int = 1
@@ -47,6 +88,13 @@ class ModelConfig:
     attn_k_gate: str = "input"
     # Msc nested channel prefixes as fractions of the final width; [] = one plain linear head.
     msc_fractions: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])
+    # The head on the final feature map: mfer (Msc heads above) or a method plug-in of
+    # mfer.model.methods.METHODS (baseline, se, dan, scan_cci, fdrl), each with its section below.
+    method: str = "mfer"
+    se: SEConfig = field(default_factory=SEConfig)
+    dan: DANConfig = field(default_factory=DANConfig)
+    scan_cci: SCANConfig = field(default_factory=SCANConfig)
+    fdrl: FDRLConfig = field(default_factory=FDRLConfig)
 
 
 @dataclass

@@ -1,13 +1,15 @@
 """Validation of a TrainConfig against the registries of the swappable parts.
 
-``validate`` checks values against the registries (datasets, attention variants, feature
-losses, LR schedules, FERPlus vote rules, timm backbones), so a typo fails at start-up with the
-key and the allowed values named, instead of after an hour of training. It sits above both the
+``validate`` checks values against the registries (datasets, attention variants, method
+plug-ins, feature losses, LR schedules, FERPlus vote rules, timm backbones), so a typo fails at
+start-up with the key and the allowed values named, instead of after an hour of training. It sits above both the
 schema (``mfer.config``, a leaf) and the registries, which import the schema for their config
 types: imports point one way, from here down.
 """
 from __future__ import annotations
 
+import math
+import dataclasses
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,7 +20,8 @@ from mfer.data.formats.ferplus import LABEL_RULES
 from mfer.data.registry import CLASS_ORDER_DATASETS, DATASETS, FACE_BOX_DATASETS, VOTE_DATASETS
 from mfer.losses import FEATURE_LOSSES
 from mfer.model.attention import ATTENTION_VARIANTS
-from mfer.model.backbone import is_known_backbone, pretrained_architecture, pretrained_tags
+from mfer.model.backbone import attention_stages, is_known_backbone, pretrained_architecture, pretrained_tags
+from mfer.model.methods import METHODS
 from mfer.schedule import LR_SCHEDULES
 
 
@@ -40,7 +43,8 @@ def _validate_weights(cfg: TrainConfig) -> None:
     _check("model.backbone", "." not in m.backbone or not is_known_backbone(arch),
            f"names the architecture only; put the weights tag in model.pretrained: model.backbone={arch} "
            f"model.pretrained={m.backbone}", m.backbone)
-    _check("model.backbone", is_known_backbone(m.backbone), "not a timm ConvNeXt (convnext_atto … convnext_base…)", m.backbone)
+    _check("model.backbone", is_known_backbone(m.backbone), "not a timm model name (convnext_atto, resnet18, "
+           "resnet50, vit_tiny_patch16_224, …: timm.list_models())", m.backbone)
     if not m.pretrained:
         return
     _check("model.pretrained", not m.pretrained_file, f"and model.pretrained_file={m.pretrained_file} are both set: "
@@ -57,9 +61,8 @@ def _validate_model(cfg: TrainConfig) -> None:
     m = cfg.model
     _validate_weights(cfg)
     _allowed("model.attn_variant", m.attn_variant, list(ATTENTION_VARIANTS))
-    for s in m.attn_stages:
-        _allowed("model.attn_stages[]", s, [1, 2, 3, 4])
-    _check("model.attn_stages", len(set(m.attn_stages)) == len(m.attn_stages), "stages must not repeat", m.attn_stages)
+    stages = attention_stages(m.backbone, m.attn_stages, m.attn_variant)  # stages the backbone has
+    _check("model.attn_stages", len(set(stages)) == len(stages), "stages must not repeat", stages)
     _check("model.attn_kernel", m.attn_kernel >= 1 and m.attn_kernel % 2 == 1, "must be an odd integer >= 1", m.attn_kernel)
     _check("model.attn_groups", m.attn_groups >= 0, "must be >= 1, or 0 for depthwise", m.attn_groups)
     _allowed("model.attn_k_gate", m.attn_k_gate, ["input", "pooled"])
@@ -68,6 +71,41 @@ def _validate_model(cfg: TrainConfig) -> None:
     _check("model.msc_fractions", sorted(set(m.msc_fractions)) == list(m.msc_fractions),
            "fractions must be strictly increasing (nested prefixes)", m.msc_fractions)
     _check("model.drop_path_rate", 0.0 <= m.drop_path_rate < 1.0, "must lie in [0, 1)", m.drop_path_rate)
+
+
+def _method_requirements(m: Any) -> dict[str, list[tuple[str, bool, str, Any]]]:
+    """Per plug-in, its section's checks: (key, ok, requirement, value)."""
+    nonneg = "must be >= 0 (0 turns the loss off)"
+    sc, fd = m.scan_cci, m.fdrl
+    return {
+        "se": [("model.se.reduction", m.se.reduction >= 1, "must be >= 1", m.se.reduction)],
+        "dan": [("model.dan.num_heads", m.dan.num_heads >= 1, "must be >= 1", m.dan.num_heads),
+                ("model.dan.affinity_weight", m.dan.affinity_weight >= 0, nonneg, m.dan.affinity_weight),
+                ("model.dan.partition_weight", m.dan.partition_weight >= 0, nonneg, m.dan.partition_weight)],
+        "scan_cci": [("model.scan_cci.patch", sc.patch >= 1, "must be >= 1", sc.patch),
+                     ("model.scan_cci.regions", sc.regions >= 1 and math.isqrt(sc.regions) ** 2 == sc.regions,
+                      "must be a square number (4 = a 2x2 grid)", sc.regions),
+                     ("model.scan_cci.eca_kernel", sc.eca_kernel >= 1 and sc.eca_kernel % 2 == 1,
+                      "must be an odd integer >= 1", sc.eca_kernel)],
+        "fdrl": [("model.fdrl.num_latent", fd.num_latent >= 1, "must be >= 1", fd.num_latent),
+                 ("model.fdrl.latent_dim", fd.latent_dim >= 1, "must be >= 1", fd.latent_dim),
+                 ("model.fdrl.mu", 0.0 <= fd.mu <= 1.0, "must lie in [0, 1]", fd.mu),
+                 *((f"model.fdrl.{k}", getattr(fd, k) >= 0, nonneg, getattr(fd, k))
+                   for k in ("compactness_weight", "balance_weight", "distribution_weight"))],
+    }
+
+
+def _validate_method(cfg: TrainConfig) -> None:
+    """``model.method`` and the chosen plug-in's own section; a plug-in brings its own head, so
+    Msc must be off."""
+    m = cfg.model
+    _allowed("model.method", m.method, ["mfer", *METHODS])
+    if m.method == "mfer":
+        return
+    _check("model.msc_fractions", not m.msc_fractions, f"Msc heads are MFER's; model.method={m.method} brings its own "
+           "head: set model.msc_fractions=[]", list(m.msc_fractions))
+    for key, ok, requirement, value in _method_requirements(m).get(m.method, []):
+        _check(key, ok, requirement, value)
 
 
 def _validate_loss_and_optim(cfg: TrainConfig) -> None:
@@ -140,12 +178,16 @@ def _validate_trainer(cfg: TrainConfig) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Fail fast on values that can never work, naming the dotted key and what is allowed."""
-    for check in (_validate_model, _validate_loss_and_optim, _validate_data, _validate_trainer):
+    for check in (_validate_model, _validate_method, _validate_loss_and_optim, _validate_data, _validate_trainer):
         check(cfg)
     return cfg
 
 
 def to_train_config(cfg: DictConfig | dict | TrainConfig) -> TrainConfig:
     """A validated TrainConfig from a (Hydra) mapping or a TrainConfig: what every entry point
-    (``mfer-train``, a sweep trial, export) turns its configuration into before using it."""
-    return validate(cfg if isinstance(cfg, TrainConfig) else merge_config(cfg))
+    (``mfer-train``, a sweep trial, export) turns its configuration into before using it. Backbone
+    defaults are resolved (``model.attn_stages=None`` -> the list), so what a run records is explicit."""
+    cfg = validate(cfg if isinstance(cfg, TrainConfig) else merge_config(cfg))
+    m = cfg.model
+    stages = attention_stages(m.backbone, m.attn_stages, m.attn_variant)
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, attn_stages=stages))

@@ -124,6 +124,8 @@ def read_ledger(fs: pafs.FileSystem, exp_path: str) -> dict[str, dict]:
     for event in ledger_events(fs, exp_path):
         if isinstance(event.get("trial_id"), str):
             merged = trials.setdefault(event["trial_id"], {"status": "PENDING", "failures": 0})
+            if event.get("event") == "start":  # the first start: when the trial began (a retry starts it again)
+                merged.setdefault("started", event.get("time"))
             merged.update({k: v for k, v in event.items() if k != "event"})
     return trials
 

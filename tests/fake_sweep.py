@@ -12,7 +12,9 @@ policy it has no checkpoint, only result rows), and one that crashed before fini
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -98,3 +100,71 @@ def clone(storage: Path, dest: Path) -> Path:
     """A private copy of the storage folder for a test that writes into it (hard links: instant)."""
     shutil.copytree(storage, dest, copy_function=os.link)
     return dest
+
+
+# ---------------------------------------------------------------- a searched sweep, written without training
+SEARCHED = "quickstart"
+SEARCHED_PARAMS = {  # as search_spaces/quickstart.yaml varies them
+    "optim.lr": {"loguniform": [3.0e-4, 3.0e-3]}, "loss.feature": {"choice": ["none", "center", "dsf"]},
+    "loss.weight": {"loguniform": [1.0e-4, 1.0e-1]}, "model.attn_variant": {"choice": ["none", "ds"]},
+    "model.msc_fractions": {"choice": [[1.0], [0.5, 0.75, 1.0]]},
+}
+SEARCHED_EPOCHS = 4
+
+
+def _searched_trials(n: int, seed: int) -> list[tuple[dict, int, str]]:
+    """(params as Tune wrote them, epochs run, ledger status) of ``n`` sampled trials: ASHA stops every
+    other trial after 1 or 2 epochs; the last one errors after 1. One list value is written in the
+    ``json:`` spelling of stores from before the one spelling, to be read back alike."""
+    from mfer_platform.overrides import encode_choice
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        msc = [0.5, 0.75, 1.0] if i % 3 else [1.0]
+        params = {"optim.lr": 10 ** rng.uniform(math.log10(3e-4), math.log10(3e-3)),
+                  "loss.feature": rng.choice(["none", "center", "dsf"]),
+                  "loss.weight": 10 ** rng.uniform(-4, -1), "model.attn_variant": rng.choice(["none", "ds"]),
+                  "model.msc_fractions": "json:" + json.dumps(msc) if i == 1 else encode_choice(msc)}
+        epochs, status = (SEARCHED_EPOCHS, "TERMINATED") if i % 2 == 0 else (1 + i % 3 // 2, "TERMINATED")
+        out.append((params, 1 if i == n - 1 else epochs, "ERROR" if i == n - 1 else status))
+    return out
+
+
+def _curve(params: dict, epochs: int, trial_id: str, start: float) -> list[dict]:
+    """Result rows whose accuracy grows with epochs and favours the DS variant and a mid learning rate."""
+    quality = 0.15 * (params["model.attn_variant"] == "ds") - 0.1 * abs(math.log10(params["optim.lr"]) + 3)
+    rows, best = [], (-1.0, 0)
+    for e in range(1, epochs + 1):
+        acc = min(0.95, 0.2 + 0.1 * e + quality)
+        best = max(best, (acc, e))
+        rows.append({"epoch": e, "val_acc": acc, "val_mean_class_acc": acc - 0.01, "val_macro_f1": acc - 0.02,
+                     "val_loss": 2 - acc, "train_loss": 2.2 - acc, "selected_epoch": best[1], "trial_id": trial_id,
+                     "time_total_s": 10.0 * e, "timestamp": int(start + 10 * e), "epoch_s": 10.0})
+    if epochs == SEARCHED_EPOCHS:
+        rows[-1].update(test_acc=best[0] - 0.03, test_mean_class_acc=best[0] - 0.04, test_macro_f1=best[0] - 0.05)
+    return rows
+
+
+def build_searched(storage: Path, n: int = 8, seed: int = 3) -> Path:
+    """An Optuna-searched sweep shaped like the quickstart's (five factors, two log-uniform, a list
+    choice; ASHA's early stops; a failed trial), with its trial ledger, written in well under a second."""
+    base = to_dict(compose_train(*TINY, f"trainer.epochs={SEARCHED_EPOCHS}"))
+    exp = storage / SEARCHED
+    exp.mkdir(parents=True)
+    record = {**_record(base), "name": SEARCHED, "search_space": "quickstart", "factors": list(SEARCHED_PARAMS),
+              "params": SEARCHED_PARAMS, "baseline": None, "seeds": [0],
+              "searcher": {"algorithm": "optuna_tpe", "first_seed": 0}}
+    (exp / "mfer_sweep.json").write_text(json.dumps(record, indent=1))
+    ledger, t0 = [], 1_800_000_000.0
+    for i, (params, epochs, status) in enumerate(_searched_trials(n, seed)):
+        trial_id, start = f"{i:08x}", t0 + 25 * i
+        d = _trial_dir(exp, i, trial_id, params)
+        (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in _curve(params, epochs, trial_id, start)))
+        ledger.append({"trial_id": trial_id, "time": start, "event": "start", "status": "RUNNING", "dir": d.name,
+                       "config": params, "failures": 0, "error": None})
+        ledger.append({"trial_id": trial_id, "time": start + 10 * epochs, "event": "error" if status == "ERROR"
+                       else "complete", "status": status, "failures": 0,
+                       "error": "RuntimeError: CUDA error: out of memory" if status == "ERROR" else None})
+    (exp / "mfer_trials.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    return storage

@@ -81,3 +81,121 @@ def test_a_resumed_run_starts_its_interval_at_the_resume_and_keeps_the_epoch_gri
     # The downtime does not make the first resumed epoch due (its state is the checkpoint's); the
     # interval runs from the resume, and the epoch grid stays on absolute epochs (8, 12).
     assert due_epochs(resumed, clock, 100.0, range(5, 13)) == [7, 8, 11, 12]
+
+
+# Background uploads of interval checkpoints (mfer_platform.sweep.trainable): the real uploader on a
+# local "storage_path", with Ray's part — tune.report copying a checkpoint into the trial folder
+# before it returns, the latest one kept — played by FakeRay.
+import json  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pyarrow.fs as pafs  # noqa: E402
+import pytest  # noqa: E402
+
+from mfer.train.loop import EpochEnd  # noqa: E402
+from mfer_platform.sweep import trainable  # noqa: E402
+from mfer_platform.sweep.trainable import POINTER, BackgroundUpload, Reporter, resume_folder  # noqa: E402
+
+
+class FakeRay:
+    def __init__(self, trial: Path) -> None:
+        self.trial, self.reports, self.latest = trial, [], None
+
+    def __call__(self, metrics: dict, folder) -> None:
+        ckpt = None
+        if folder is not None:
+            ckpt = self.trial / f"checkpoint_{len(self.reports):06d}"
+            shutil.copytree(folder, ckpt)
+            self.latest = ckpt
+        self.reports.append((metrics, ckpt))
+
+
+def _end(tmp_path: Path, epoch: int, reason=None) -> EpochEnd:
+    folder = None
+    if reason is not None:
+        folder = tmp_path / "run" / "checkpoints" / f"epoch_{epoch:04d}"
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({"epoch": epoch}))
+        (folder / "best_model.safetensors").write_bytes(bytes(range(256)) * 40 * epoch)
+    return EpochEnd(epoch, {"epoch": epoch}, folder, reason == "last", None, reason)
+
+
+def _reporter(tmp_path: Path):
+    uploads = BackgroundUpload(pafs.LocalFileSystem(), str(tmp_path / "exp"), "trial_0")
+    ray = FakeRay(tmp_path / "exp" / "trial_0")
+    return Reporter(uploads, ray, {}), uploads, ray
+
+
+def _settle(uploads: BackgroundUpload) -> None:
+    while uploads.in_flight():
+        time.sleep(0.01)
+
+
+def test_an_interval_checkpoint_uploads_in_the_background_and_a_later_report_points_to_it(tmp_path):
+    reporter, uploads, ray = _reporter(tmp_path)
+    remote = tmp_path / "exp" / "trial_0" / "uploads"
+    reporter(_end(tmp_path, 1, "interval"))
+    assert ray.reports[0][1] is None  # the report did not wait for the copy
+    _settle(uploads)
+    assert sorted(p.name for p in (remote / "epoch_0001").iterdir()) == ["best_model.safetensors", "meta.json"]
+    reporter(_end(tmp_path, 2))  # the first report after the copy completed carries a pointer to it
+    pointer = ray.reports[1][1]
+    assert json.loads((pointer / POINTER).read_text()) == {"path": "trial_0/uploads/epoch_0001", "epoch": 1,
+                                                           "reported_at": 2}
+    assert json.loads((pointer / "meta.json").read_text()) == {"epoch": 1}  # the store reads it like any checkpoint
+    assert "background_upload_s" in ray.reports[1][0]
+    # A resume from the pointer gets the uploaded folder, and skips the epochs Ray already has.
+    folder, skip, kept = resume_folder(pointer, uploads, tmp_path / "resume")
+    assert skip == 2 and (folder / "best_model.safetensors").read_bytes() == bytes(range(256)) * 40
+    assert kept == "trial_0/uploads/epoch_0001"  # this trial's own: deleted once superseded
+    other = BackgroundUpload(pafs.LocalFileSystem(), str(tmp_path / "exp"), "trial_1")  # PBT exploiting trial_0
+    assert resume_folder(pointer, other, tmp_path / "exploit")[2] is None  # trial_0's to delete, not trial_1's
+    reporter(_end(tmp_path, 3, "interval"))
+    reporter(_end(tmp_path, 4, "last"))  # synchronous: waits for epoch 3's upload, then supersedes it
+    assert ray.latest == ray.reports[3][1] and (ray.latest / "best_model.safetensors").is_file()
+    assert not uploads.in_flight() and list(remote.iterdir()) == []  # no upload left that Ray does not point to
+
+
+def test_an_upload_in_flight_is_never_taken_as_a_checkpoint(tmp_path, monkeypatch):
+    release, real_copy = threading.Event(), pafs.copy_files
+    monkeypatch.setattr(trainable.pafs, "copy_files", lambda *a, **k: (release.wait(10), real_copy(*a, **k)))
+    reporter, uploads, ray = _reporter(tmp_path)
+    reporter(_end(tmp_path, 1, "requested"))  # a PBT boundary: persisted inside its report
+    reporter(_end(tmp_path, 2, "interval"))
+    reporter(_end(tmp_path, 3))
+    assert uploads.in_flight() and ray.latest == ray.reports[0][1]  # a worker dying now resumes from epoch 1
+    assert [c is not None for _, c in ray.reports] == [True, False, False]
+    release.set()
+    _settle(uploads)
+    reporter(_end(tmp_path, 4))
+    assert json.loads((ray.latest / POINTER).read_text())["epoch"] == 2
+    # A worker killed with epoch 5's upload done but not reported: the retry removes it, keeps epoch 2's.
+    reporter(_end(tmp_path, 5, "interval"))
+    _settle(uploads)
+    uploads.prune(keep=reporter.kept)
+    assert [p.name for p in (tmp_path / "exp" / "trial_0" / "uploads").iterdir()] == ["epoch_0002"]
+
+
+def test_a_failed_upload_fails_the_next_report_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    def broken(src, dest, **kwargs):
+        Path(dest, "best_model.safetensors").write_bytes(b"half")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(trainable.pafs, "copy_files", broken)
+    reporter, uploads, ray = _reporter(tmp_path)
+    reporter(_end(tmp_path, 1, "interval"))
+    _settle(uploads)
+    with pytest.raises(RuntimeError, match="uploading a checkpoint to .*trial_0 failed: connection reset"):
+        reporter(_end(tmp_path, 2))
+    assert not (tmp_path / "exp" / "trial_0" / "uploads" / "epoch_0001").exists()
+
+
+def test_reports_ray_already_holds_are_not_repeated_after_a_resume_from_a_pointer(tmp_path):
+    reporter, _, ray = _reporter(tmp_path)
+    reporter.skip_through = 3  # the pointer rode on epoch 3's report; the state is epoch 1's
+    for epoch in (2, 3, 4):
+        reporter(_end(tmp_path, epoch))
+    assert [m["epoch"] for m, _ in ray.reports] == [4]  # one report per epoch, as training_iteration assumes

@@ -17,13 +17,17 @@ CONF = Path(__file__).resolve().parents[1] / "mfer" / "conf"
 GROUPS = ("model", "loss", "optim", "data", "trainer")
 
 
-def leaf_defaults() -> dict:
-    """{"data.eval_batch_size": 256, ...}: every TrainConfig leaf field and its default."""
+def leaf_defaults(node=None, prefix: str = "") -> dict:
+    """{"data.eval_batch_size": 256, "model.dan.num_heads": 4, ...}: every TrainConfig leaf field
+    (nested sections such as a method's own settings included) and its default."""
+    node = TrainConfig() if node is None else node
     out = {}
-    for section in dataclasses.fields(TrainConfig):
-        defaults = section.default_factory()
-        for f in dataclasses.fields(defaults):
-            out[f"{section.name}.{f.name}"] = getattr(defaults, f.name)
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(leaf_defaults(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
     return out
 
 

@@ -59,6 +59,7 @@ def _copy(model_dir: Path, dest: Path) -> Path:
 def test_export_is_the_best_validation_group_and_seed(exported):
     storage, model_dir = exported
     assert {p.name for p in model_dir.iterdir()} == {WEIGHTS, CONFIG, METRICS_FILE, CARD}
+    assert not list(storage.rglob("state.pt"))  # exported from final checkpoints, which are weights-only
     trials = store.read_experiment(str(storage), EXPERIMENT)[0]
     cmp = compare(trials, spec_from_record(read_sweep_record(str(storage), EXPERIMENT)))
     metrics = json.loads((model_dir / METRICS_FILE).read_text())

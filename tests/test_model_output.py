@@ -27,7 +27,7 @@ class TinyWithAux(nn.Module):
         self.head = nn.Linear(feat_dim, num_classes)
         self.w = nn.Parameter(torch.tensor(0.7))
 
-    def forward_train(self, x: torch.Tensor) -> ModelOutput:
+    def forward_train(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> ModelOutput:
         feature = self.body(x.flatten(1))
         return ModelOutput([self.head(feature)], feature, aux_losses={"reg": 3.0 * self.w**2})
 

@@ -12,6 +12,7 @@ from scipy import stats as sps
 from mfer_platform.results.stats import (PAIRED, WELCH, CompareSpec, StatsError, compare, compute_spent, holm, pareto_front,
                                  spec_from_record)
 from mfer_platform.report.tables import to_csv, to_latex, to_markdown
+from mfer_platform.results.cells import metric_cell
 
 F = "model.attn_variant"
 # variant -> {seed: (val_acc, test_acc)}. "ds" wins on validation, "global" on test: selection must
@@ -144,12 +145,16 @@ def test_tables_show_every_number_with_its_n_in_three_formats():
     md = to_markdown(cmp)
     rows = [line for line in md.splitlines() if line.startswith("| ") and "group" not in line]
     assert len(rows) == 4 and rows[0].startswith("| ★ attn_variant=ds")
-    for line in rows:
-        for cell in line.strip("| ").split(" | ")[2:]:
-            assert "n=" in cell or cell == "baseline", cell
+    for line, n in zip(rows, (3, 2, 3, 1)):  # ds, global, none, local: the n column says it, no cell repeats it
+        cells = line.strip("| ").split(" | ")
+        assert cells[1] == str(n) and not any("(n=" in c for c in cells[2:4]), line
+        assert all("n=" in c or c in ("baseline", "– (no test)") or c.endswith("(no test)") for c in cells[4:]), line
     ds_mean, ds_std = _values("ds", 0).mean(), _values("ds", 0).std(ddof=1)
-    assert f"{100 * ds_mean:.2f} ± {100 * ds_std:.2f}" in rows[0] and "(n=3)" in rows[0]
+    assert f"{100 * ds_mean:.2f} ± {100 * ds_std:.2f}" in rows[0]
     assert "paired t, n=3 pairs" in rows[0] and "Welch t, n=2 vs 3" in md
+    # a metric that some trials of a group lack names its own n
+    assert metric_cell({"metric": "test_acc", "n": 2, "mean": 0.8, "std": 0.01, "ci_low": 0.7, "ci_high": 0.9},
+                       row_n=3).endswith("(n=2)")
     assert "attn_variant=none (baseline)" in md and "left out: 1 early_stopped, 1 error" in md
 
     csv = pd.read_csv(io.StringIO(to_csv(cmp)))
@@ -158,4 +163,4 @@ def test_tables_show_every_number_with_its_n_in_three_formats():
 
     tex = to_latex(cmp)
     assert r"\toprule" in tex and r"$\pm$" in tex and r"attn\_variant=ds" in tex and r"$\star$" in tex
-    assert "(n=3)" in tex and " % " not in tex.replace(r"\%", "")
+    assert r"attn\_variant=ds & 3 &" in tex and " % " not in tex.replace(r"\%", "")

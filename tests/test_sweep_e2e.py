@@ -1,6 +1,7 @@
 """End-to-end sweeps on real Ray: a crash and every trial's worker process SIGKILLed mid-trial, each
 retried from its checkpoint, a killed driver resumed,
-a real two-node local cluster, a worker node killed mid-sweep and a NaN trial. Each fault test
+a real two-node local cluster, a worker node killed mid-sweep, a NaN trial, and trials errored to
+exhaustion re-run with ``retry_errored=true``. Each fault test
 ends by checking the results store holds every trial exactly once. Each test stops only the Ray
 processes it started."""
 from __future__ import annotations
@@ -60,6 +61,33 @@ def test_a_trial_killed_between_checkpoints_loses_at_most_the_interval(tmp_path,
         # epochs; either way the retry resumed from epoch 2's checkpoint, not from the start.
         assert first in ([1, 2], [1, 2, 3]) and retry == [3, 4], (trial, by_worker)
     assert_store_holds_each_trial_once(tmp_path / "store", "interval", 2, 4)
+
+
+def test_a_trial_killed_after_interval_checkpoints_uploaded_in_the_background_resumes_from_the_last_complete(
+        tmp_path, ray_env):
+    """Wall-clock interval checkpoints after every epoch, uploaded off the training thread; each is handed
+    to Ray (as a pointer) with the report after its upload completed. The worker is SIGKILLed after
+    epoch 3: the retry resumes from the newest complete upload and reports each epoch once, the final
+    checkpoint is weights-only, and no upload is left that Ray does not point to."""
+    exp = tmp_path / "store" / "background"
+    env = {**ray_env, "MFER_FAULTS": "kill@3", "MFER_FAULTS_DIR": str(tmp_path / "faults")}
+    cmd = sweep_cmd(tmp_path / "store", "background", "search.num_samples=1", 'overrides=["trainer.epochs=4",'
+                    '"trainer.checkpoint_every=0","trainer.checkpoint_every_s=0.001"]')
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (trial, rows), = trial_results(exp).items()
+    by_worker: dict[int, list[int]] = {}
+    for row in rows:
+        by_worker.setdefault(row["pid"], []).append(row["epoch"])
+    first, retry = by_worker.values()
+    # Epoch 3's report carried the pointer to epoch 2's upload, unless the SIGKILL beat it to the driver
+    # (then epoch 2's report, to epoch 1's): the retry trains on from there and reports only new epochs.
+    assert (first, retry) in (([1, 2, 3], [4]), ([1, 2], [3, 4])), by_worker
+    assert any("background_upload_s" in row for row in rows)
+    final = sorted(exp.glob("*/checkpoint_*"))[-1]
+    assert sorted(p.name for p in final.iterdir()) == ["best_model.safetensors", "meta.json"]
+    assert not list(exp.glob("*/uploads/*"))
+    assert_store_holds_each_trial_once(tmp_path / "store", "background", 1, 4)
 
 
 def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):
@@ -201,3 +229,27 @@ def test_nan_trial_is_marked_failed_with_its_reason_not_retried_forever(tmp_path
     assert len(trials) == 1 and trials.loc[0, "status"] == "error"
     assert "loss became" in trials.loc[0, "error"] and trials.loc[0, "retries"] <= 2  # failure + 1 retry, no more
     assert_store_holds_each_trial_once(tmp_path / "store", "nan", 1)
+
+
+def test_errored_trials_are_rerun_from_their_checkpoints_with_retry_errored(tmp_path, ray_env):
+    """Trials that exhausted their retries (``max_failures=0`` and a raise after epoch 1, as in a storage
+    outage) stay errored when the sweep is re-run as it was, which says how to retry them;
+    ``retry_errored=true`` re-runs them from epoch 1's checkpoint, and the store lists each once, completed."""
+    exp = tmp_path / "store" / "outage"
+    env = {**ray_env, "MFER_FAULTS": "raise@1", "MFER_FAULTS_DIR": str(tmp_path / "faults")}
+    cmd = sweep_cmd(tmp_path / "store", "outage", "search.num_samples=2", "max_failures=0")
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    # With every trial errored there is nothing to compare (exit 2, said in one line); the retry is said first.
+    assert first.returncode in (0, 2), first.stdout[-3000:] + first.stderr[-3000:]
+    assert "2 trial(s) errored" in first.stdout and "retry_errored=true" in first.stdout, first.stdout[-3000:]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert "all 2 trials already finished; nothing to run (2 errored" in again.stdout + again.stderr
+    retry = subprocess.run([*cmd, "retry_errored=true"], env=env, capture_output=True, text=True, timeout=900)
+    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
+    assert "trial(s) errored" not in retry.stdout, retry.stdout[-3000:]
+    _assert_each_trial_once(exp, 2, 2)
+    for trial, rows in trial_results(exp).items():
+        by_worker: dict[int, list[int]] = {}
+        for row in rows:
+            by_worker.setdefault(row["pid"], []).append(row["epoch"])
+        assert list(by_worker.values()) == [[1], [2]], (trial, by_worker)  # resumed at epoch 2, not redone

@@ -81,6 +81,30 @@ def test_resume_equals_uninterrupted(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_the_final_checkpoint_is_weights_only_and_resuming_it_returns_the_stored_result(tmp_path):
+    """After the last epoch nothing trains on: no state.pt (the AdamW moments are 3/4 of a ConvNeXt-B
+    checkpoint). A trial restored at that moment resumes from it, trains nothing and returns the stored
+    result — and evaluates the test split from the stored best weights if the crash beat the test."""
+    cfg = compose_train(*TINY, "trainer.deterministic=true")
+    full = fit(cfg, tmp_path / "run")
+    final = latest_checkpoint(tmp_path / "run")
+    assert sorted(p.name for p in final.iterdir()) == ["best_model.safetensors", "meta.json"]
+    keys = ("val_acc", "val_confusion", "selected_epoch", "test_acc", "test_confusion", "test_per_class_acc",
+            "history", "train_s", "images_per_s")
+    seen = []
+    again = fit(cfg, tmp_path / "again", on_epoch=seen.append, resume_from=final)
+    assert {k: again[k] for k in keys} == {k: full[k] for k in keys}
+    assert [e.epoch for e in seen] == [2] and seen[0].metrics["test_acc"] == full["test_acc"]  # reported once
+    assert not (tmp_path / "again" / "checkpoints").exists()  # nothing trained, nothing saved
+    meta = json.loads((final / "meta.json").read_text())
+    del meta["test"]  # the driver died between the final checkpoint and its test
+    (final / "meta.json").write_text(json.dumps(meta))
+    retested = fit(cfg, tmp_path / "retested", resume_from=final)
+    assert retested["test_acc"] == full["test_acc"] and retested["test_confusion"] == full["test_confusion"]
+    with pytest.raises(RuntimeError, match="final checkpoint after 2 epochs"):
+        fit(compose_train(*TINY, "trainer.epochs=3"), tmp_path / "longer", resume_from=final)
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     cfg = compose_train(*TINY, "optim.lr=1e30", "optim.grad_clip=0", "trainer.epochs=3")
     with pytest.raises(NonFiniteLossError, match="optim.lr"):

@@ -345,7 +345,7 @@ def test_an_interrupted_sweep_exits_130_with_the_command_that_resumes_it(tmp_pat
     def interrupted(req):
         raise SweepInterrupted(f"sweep {req.name!r} interrupted")
 
-    monkeypatch.setattr(cli, "run_sweep", interrupted)
+    monkeypatch.setattr("mfer_platform.sweep.runner.run_sweep", interrupted)  # the CLI imports it when it runs
     argv = ["search_space=quickstart", "name=demo", f"storage_path={tmp_path}", "search.num_samples=2"]
     monkeypatch.setattr(sys, "argv", ["mfer-sweep", *argv])
     with pytest.raises(SystemExit) as e:

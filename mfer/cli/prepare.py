@@ -8,18 +8,19 @@ the output folder then serves as ``data.root`` (label files are copied alongside
 """
 from __future__ import annotations
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from pathlib import Path
 
-from mfer.cli.errors import user_errors
-from mfer.data.prepare import REPORT, PrepareConfig, prepare_tree, to_prepare_config
+from mfer.cli.usage import hydra_app, preflight
 
-ConfigStore.instance().store(name="prepare_schema", node=PrepareConfig)
+CONF = Path(__file__).parent.parent / "conf" / "prepare.yaml"
 
 
-@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _prepare(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    from mfer.cli.errors import user_errors
+    from mfer.data.prepare import REPORT, prepare_tree, to_prepare_config
+
     with user_errors():
         report = prepare_tree(to_prepare_config(OmegaConf.to_container(cfg, resolve=True)))
     c = report["counts"]
@@ -29,6 +30,16 @@ def main(cfg: DictConfig) -> None:
     for item in report["not_aligned"][:20]:
         print(f"  {item['status']}: {item['path']}  {item['reason']}")
     print(f"report: {report['output_dir']}/{REPORT}")
+
+
+def main() -> None:
+    preflight("mfer-prepare", __doc__, CONF)
+    from hydra.core.config_store import ConfigStore
+
+    from mfer.data.prepare import PrepareConfig
+
+    ConfigStore.instance().store(name="prepare_schema", node=PrepareConfig)  # prepare.yaml starts from it
+    hydra_app(_prepare, "../conf", "prepare")()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ start from, so its keys are sorted before anything loads (fer_pitfalls #5: misma
   ``model_state`` / ``module`` dicts; ``module.`` / ``model.`` on every key (DataParallel);
   ``net.`` / ``backbone.`` on the backbone's keys (FAER, MFTN-FER, this project's checkpoints),
   with the other keys sorted as below;
-- the backbone: timm or Meta ConvNeXt keys, remapped by timm's own ``checkpoint_filter_fn``;
+- the backbone: timm keys of any ``model.backbone``, or Meta ConvNeXt keys, passed through the
+  model family's own timm ``checkpoint_filter_fn`` where it has one (ConvNeXt's remaps Meta keys);
 - DS attention, mapped onto ``attn.<stage>``: MFER's ``stages.<i>.<depth>.{key,value,attn,norm}``
   (XuJ1E/MFER ``model.py`` appends ``Attention`` to stages 3 and 4), FAER's
   ``attention.{mlp,value,depthwise,norm}`` after stage 4 (XUJ1Er/FAER ``models/convnext.py``),
@@ -30,10 +31,10 @@ from typing import Optional
 
 import torch
 from torch import nn
-from timm.models.convnext import checkpoint_filter_fn
+from timm.models.convnext import ConvNeXt
 
 from mfer.config import ModelConfig
-from mfer.model.backbone import WeightsError, file_sha256, load_named_weights
+from mfer.model.backbone import WeightsError, checkpoint_filter, file_sha256, load_named_weights
 from mfer.model.hub import weights_file
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,10 @@ def _known_block(key: str, depths: list[int]) -> Optional[tuple[str, str]]:
     return None
 
 
-def sort_keys(sd: dict, depths: list[int]) -> SortedKeys:
-    """Sort a checkpoint's keys into backbone, known blocks, dropped and unknown (module docstring)."""
+def sort_keys(sd: dict, depths: list[int], meta_layout: bool = True) -> SortedKeys:
+    """Sort a checkpoint's keys into backbone, known blocks, dropped and unknown (module docstring).
+    ``depths``: blocks per ConvNeXt stage (MFER's attention keys); ``meta_layout``: the backbone is a
+    ConvNeXt, so keys not in timm's layout are read as Meta's."""
     out, sd = SortedKeys(), _strip_common(sd)
     prefixed = any(k.startswith(BACKBONE_PREFIXES) for k in sd)
     for key, value in sd.items():
@@ -117,17 +120,18 @@ def sort_keys(sd: dict, depths: list[int]) -> SortedKeys:
         else:
             out.backbone[key] = value
     timm_format = "head.norm.weight" in out.backbone or "norm_pre.weight" in out.backbone
-    if not timm_format:  # Meta's layout: anything beside its stems, stages and final norm is unknown
+    if meta_layout and not timm_format:  # Meta's layout: anything beside its stems, stages and final norm is unknown
         out.unknown += [k for k in out.backbone if not _META_BACKBONE.match(k)]
         out.backbone = {k: v for k, v in out.backbone.items() if _META_BACKBONE.match(k)}
     return out
 
 
 def _load_backbone(backbone: nn.Module, sd: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    filter_fn = checkpoint_filter(backbone)
     try:
-        sd = checkpoint_filter_fn(sd, backbone)
+        sd = filter_fn(sd, backbone) if filter_fn else sd
         missing, unexpected = backbone.load_state_dict(sd, strict=False)
-    except (KeyError, RuntimeError) as e:  # a key or shape of another ConvNeXt size
+    except (KeyError, RuntimeError) as e:  # a key or shape of another model size
         raise WeightsError(f"{path}: does not match model.backbone={name} ({type(e).__name__}: {e}). "
                            "Check model.backbone matches the file") from None
     if missing or unexpected:
@@ -165,14 +169,15 @@ def load_file_weights(model: nn.Module, path: str | Path, backbone_name: str) ->
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"model.pretrained_file={str(path)!r} does not exist; give a local weights file")
-    depths = [len(stage.blocks) for stage in model.backbone.stages]
-    keys = sort_keys(read_state_dict(path), depths)
+    convnext = isinstance(model.backbone, ConvNeXt)  # MFER's and Meta's layouts exist for ConvNeXt only
+    depths = [len(stage.blocks) for stage in model.backbone.stages] if convnext else []
+    keys = sort_keys(read_state_dict(path), depths, meta_layout=convnext)
     if keys.unknown:
         raise WeightsError(
             f"{path}: {len(keys.unknown)} key(s) of no known layout: {', '.join(sorted(keys.unknown)[:20])}"
-            f"{' …' if len(keys.unknown) > 20 else ''}. Known: timm/Meta ConvNeXt keys (optionally under "
-            "net./backbone./module./model.), DS attention (MFER, FAER, mfer attn.N), Msc and classifier heads. "
-            f"Is this a ConvNeXt checkpoint for model.backbone={backbone_name}?")
+            f"{' …' if len(keys.unknown) > 20 else ''}. Known: timm keys of model.backbone or Meta ConvNeXt keys "
+            "(optionally under net./backbone./module./model.), DS attention (MFER, FAER, mfer attn.N), Msc and "
+            f"classifier heads. Is this a checkpoint for model.backbone={backbone_name}?")
     _load_backbone(model.backbone, keys.backbone, path, backbone_name)
     loaded = _load_blocks(model, keys)
     log.info(f"{path}: {len(keys.backbone)} backbone and {loaded} attention/head tensors loaded")

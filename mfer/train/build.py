@@ -49,11 +49,12 @@ class TrainingRun:
     # ``torch.compile``d ``model.forward_train`` (trainer.compile), else None: eager. Only the
     # training forward is compiled; ``model`` stays the plain module, so evaluation, state dicts
     # and checkpoints keep unprefixed names.
-    compiled_forward: Optional[Callable[[torch.Tensor], ModelOutput]] = None
+    compiled_forward: Optional[Callable[..., ModelOutput]] = None
 
-    def forward_train(self, x: torch.Tensor) -> ModelOutput:
-        """The training forward: the compiled one when there is one."""
-        return (self.compiled_forward or self.model.forward_train)(x)
+    def forward_train(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> ModelOutput:
+        """The training forward: the compiled one when there is one. ``targets`` reach the model for
+        the method plug-ins whose own losses need labels (DAN's affinity, FDRL's distribution)."""
+        return (self.compiled_forward or self.model.forward_train)(x, targets=targets)
 
     def evaluate(self, split: ArraySplit) -> dict:
         """Metrics of the current weights on ``split`` (``mfer.train.evaluate.evaluate``)."""
@@ -137,7 +138,7 @@ def build_run(cfg: TrainConfig, data: Optional[DatasetBundle] = None) -> Trainin
     data = load_dataset(dc) if data is None else data
     k = len(data.classes)
     torch.manual_seed(tc.seed)
-    model = build_model(cfg.model, k).to(device)
+    model = build_model(cfg.model, k, dc.image_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = MFERLoss(cfg.loss, k, model.num_features, dc.ferplus_labels).to(device)

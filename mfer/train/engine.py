@@ -52,7 +52,7 @@ def train_step(run: TrainingRun, x_u8: torch.Tensor, y: torch.Tensor, *soft: tor
     """
     x = run.augment(to_model_input(x_u8, run.cfg.data.image_size, run.channels_last))
     with run.autocast():
-        out = run.forward_train(x)  # compiled when trainer.compile is set
+        out = run.forward_train(x, y)  # compiled when trainer.compile is set
     loss = training_loss(run.criterion, out, y, *soft)
     opt, scaler, clip = run.optimizer, run.scaler, run.cfg.optim.grad_clip
     opt.zero_grad(set_to_none=True)

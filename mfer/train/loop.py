@@ -10,7 +10,8 @@ the time outside the training steps went (``eval_s``, ``checkpoint_s``, ``setup_
 at the end), the figures a GPU duty cycle is judged by —, the selected
 epoch's full validation result when the selection improved, and the checkpoint folder when the
 epoch wrote one: the sweep platform reports to Ray Tune through that hook, so this module never
-imports Ray. Once the hook has returned (Ray has copied the folder), the previous local
+imports Ray. Once the hook has returned for a new checkpoint (the tracker has copied it, or — when
+it uploads in the background — has finished copying the previous one), the previous local
 checkpoint is deleted: the run directory holds one checkpoint, the newest.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ class EpochEnd:
     # The selected epoch's full validation result (RESULT_KEYS + "epoch") when this epoch became the
     # selected one, else None: an early-stopped trial, which gets no final checkpoint, keeps it.
     selected_val: Optional[dict] = None
+    # Why checkpoint_dir was written (CheckpointPolicy.reason: last | requested | epochs | interval):
+    # a tracker may upload an interval checkpoint in the background; the others are due at that epoch.
+    checkpoint_reason: Optional[str] = None
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -103,14 +107,15 @@ def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dic
 def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: CheckpointPolicy,
               run_dir: Path) -> tuple[EpochEnd, Optional[dict]]:
     """One epoch end to end: train and validate, checkpoint when the policy says so (always after
-    the last epoch), and after the last epoch test; returns the hook's EpochEnd and the test
-    evaluation (None before the last epoch)."""
+    the last epoch, weights-only: nothing trains on from it), and after the last epoch test; returns
+    the hook's EpochEnd and the test evaluation (None before the last epoch)."""
     tc = run.cfg.trainer
     is_last = epoch + 1 == tc.epochs
     result, improved = train_and_validate(run, progress, epoch)
     saved, t0 = None, time.perf_counter()
-    if policy.reason(epoch + 1) is not None:
-        saved = save_progress(run, progress, checkpoint_folder(run_dir, epoch + 1), result)
+    reason = policy.reason(epoch + 1)
+    if reason is not None:
+        saved = save_progress(run, progress, checkpoint_folder(run_dir, epoch + 1), result, resumable=reason != "last")
         policy.saved()
     result["checkpoint_s"] = time.perf_counter() - t0  # serialisation: seconds the device waits for it
     test = None
@@ -118,14 +123,16 @@ def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: Checkpoi
         t0 = time.perf_counter()
         test = test_selected(run, progress, saved)
         result.update({f"test_{m}": test[m] for m in SPLIT_METRICS}, test_s=time.perf_counter() - t0)
-    return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None), test
+    return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None,
+                    reason), test
 
 
 def finish_from_checkpoint(run: TrainingRun, progress: Progress, folder: Path) -> tuple[EpochEnd, Optional[dict]]:
     """The end of a run whose checkpoint already holds every epoch — a driver that died after the last
     epoch's checkpoint, before its tracker marked the trial done, resumes it so. Nothing is trained:
     the result is the stored one (meta.json holds the full test result), and the test split is
-    evaluated now only if the crash came between that checkpoint and its test."""
+    evaluated now only if the crash came between that checkpoint and its test. The checkpoint is
+    normally the weights-only final one (``resume`` rebuilt the progress from its meta.json)."""
     meta = json.loads((folder / META).read_text())
     test = None
     if run.cfg.trainer.evaluate_test:

@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from mfer.cli.usage import hydra_app, preflight
 
-from mfer.cli.errors import user_errors
-from mfer_platform.serving.export import CARD, METRICS_FILE, ExportError, export_best
-from mfer_platform.results.stats import StatsError
-from mfer_platform.layout import StoreError, safe_name
+CONF = Path(__file__).parent.parent / "conf" / "export.yaml"
 
 
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _export(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    from mfer.cli.errors import user_errors
+    from mfer_platform.layout import StoreError, safe_name
+    from mfer_platform.results.stats import StatsError
+    from mfer_platform.serving.export import CARD, METRICS_FILE, ExportError, export_best
+
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
         out = export_best(str(cfg.storage_path), safe_name(str(cfg.name)), cfg.output_dir, baseline)
@@ -25,6 +28,11 @@ def main(cfg: DictConfig) -> None:
     print(f"exported trial {metrics['trial']['trial_id']} (seed {metrics['trial']['seed']}) of group "
           f"{metrics['group']!r}: mean {metrics['selection']['metric']} {stat['mean']:.4f} over n={stat['n']} seeds")
     print(f"-> {out} (model card: {out / CARD})")
+
+
+def main() -> None:
+    preflight("mfer-export", __doc__, CONF)
+    hydra_app(_export, "../conf", "export")()
 
 
 if __name__ == "__main__":

@@ -6,26 +6,35 @@ confusion matrices per group, Grad-CAM grids of the best model (and of your own 
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, ListConfig
+from mfer.cli.usage import hydra_app, preflight
 
-from mfer.cli.errors import user_errors
-from mfer_platform.serving.export import ExportError
-from mfer_platform.report.figures.sweep import FigureOptions, write_sweep_figures
-from mfer_platform.results.stats import StatsError
-from mfer_platform.layout import StoreError, safe_name
+CONF = Path(__file__).parent.parent / "conf" / "figures.yaml"
 
 
-@hydra.main(config_path="../conf", config_name="figures", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _figures(cfg) -> None:
+    from dataclasses import fields
+
+    from omegaconf import ListConfig
+
+    from mfer.cli.errors import user_errors
+    from mfer_platform.layout import StoreError, safe_name
+    from mfer_platform.report.figures.sweep import FigureOptions, write_sweep_figures
+    from mfer_platform.results.stats import StatsError
+    from mfer_platform.serving.export import ExportError
+
     opts = FigureOptions(**{f.name: cfg[f.name] for f in fields(FigureOptions)})
     images = None if cfg.images is None else list(cfg.images) if isinstance(cfg.images, ListConfig) else [str(cfg.images)]
     with user_errors(StoreError, StatsError, ExportError):
         paths = write_sweep_figures(str(cfg.storage_path), safe_name(str(cfg.name)), cfg.output_dir, opts, images)
     for kind, path in paths.items():
         print(f"{kind:>7}: {path}")
+
+
+def main() -> None:
+    preflight("mfer-figures", __doc__, CONF)
+    hydra_app(_figures, "../conf", "figures")()
 
 
 if __name__ == "__main__":

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, ListConfig
+from mfer.cli.usage import hydra_app, preflight
 
-from mfer.cli.errors import user_errors
-from mfer.config import ConfigError
-from mfer_platform.serving.export import ExportError, load_exported
-from mfer.data.decode import list_images
-from mfer_platform.serving.predict import PredictOptions, predict_files
+CONF = Path(__file__).parent.parent / "conf" / "predict.yaml"
 
 
-@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _predict(cfg) -> None:
+    from omegaconf import ListConfig
+
+    from mfer.cli.errors import user_errors
+    from mfer.config import ConfigError
+    from mfer.data.decode import list_images
+    from mfer_platform.serving.export import ExportError, load_exported
+    from mfer_platform.serving.predict import PredictOptions, predict_files
+
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, ListConfig) else [str(cfg.inputs)]
     with user_errors(ExportError, RuntimeError):
         if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
@@ -36,6 +39,11 @@ def main(cfg: DictConfig) -> None:
             failed += "error" in record
             print(json.dumps(record), file=sys.stderr if "error" in record else sys.stdout, flush=True)
     sys.exit(1 if failed else 0)
+
+
+def main() -> None:
+    preflight("mfer-predict", __doc__, CONF)
+    hydra_app(_predict, "../conf", "predict")()
 
 
 if __name__ == "__main__":

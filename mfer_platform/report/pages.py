@@ -17,21 +17,28 @@ from PIL import Image
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=60))
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222}
-table.comparison{border-collapse:collapse;font-size:13px}table.comparison td,table.comparison th{border:1px solid #ccc;
-padding:4px 6px;text-align:right}table.comparison td:first-child{text-align:left}.caption{font-size:13px;color:#555}
+table{border-collapse:collapse;font-size:13px}table td,table th{border:1px solid #ccc;
+padding:4px 6px;text-align:right}table td:first-child{text-align:left}.caption{font-size:13px;color:#555}
+table.trials td:nth-last-child(-n+3),table.legend td{text-align:left}div.scroll{max-height:32em;overflow:auto}
 section{margin:2.5em 0}figure.png{display:inline-block;margin:0 1em 1em 0}figure.png img{max-width:100%}"""
 
 
-def plotly_sections(figures: Mapping[str, Optional[go.Figure]]) -> list[str]:
-    """One ``<section>`` per figure (None: left out), titled by its key; plotly.js inlined in the first."""
+def plotly_sections(figures: Mapping[str, Optional[go.Figure]],
+                    captions: Optional[Mapping[str, str]] = None) -> list[str]:
+    """One ``<section>`` per figure, titled by its key; plotly.js inlined in the first. A figure that is
+    None is left out, unless ``captions`` (trusted HTML under the title) has a line for it: why it is missing."""
     sections, first = [], True
+    captions = captions or {}
     for title, fig in figures.items():
-        if fig is None:
+        if fig is None and title not in captions:
             continue
-        # plotly writes div_id raw into an HTML attribute and a script: letters, digits and '-' only
-        div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=re.sub(r"[^a-z0-9]+", "-", title.lower()))
-        sections.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
-        first = False
+        cap = f'<p class="caption">{captions[title]}</p>' if title in captions else ""
+        div = ""
+        if fig is not None:
+            # plotly writes div_id raw into an HTML attribute and a script: letters, digits and '-' only
+            div = fig.to_html(full_html=False, include_plotlyjs=first, div_id=re.sub(r"[^a-z0-9]+", "-", title.lower()))
+            first = False
+        sections.append(f"<section><h2>{html.escape(title)}</h2>{cap}{div}</section>")
     return sections
 
 

@@ -20,11 +20,14 @@ import pandas as pd
 from mfer.data.formats.base import DatasetError
 from mfer_platform.report.figures.confusion import confusion_figure, selected_test_confusion_figure
 from mfer_platform.report.figures.sweep import GRADCAM_DIR, FigureOptions, SweepFigures, make_figures
+from mfer_platform.report.importance import sweep_importances
 from mfer_platform.report.pages import plotly_sections, write_page
 from mfer_platform.report.plots import (ablation_bars, class_labels, compute_figure, learning_curves,
                                         parallel_coordinates, pareto_figure, per_class_heatmap, per_class_vs_paper)
 from mfer_platform.report.published import PaperColumn, paper_column
+from mfer_platform.report.study_plots import history_figure, importance_caption, importance_figure, intermediate_figure
 from mfer_platform.report.tables import to_html, write_tables
+from mfer_platform.report.trials import legend_table, shown_label, trials_section
 from mfer_platform.results.stats import Comparison, best_trial
 from mfer_platform.results.summary import whole_sweep
 
@@ -51,13 +54,27 @@ class ReportInputs:
     figures: Optional[SweepFigures] = None  # t-SNE panel and Grad-CAM grids (they need the checkpoints)
 
 
+def _study_figures(inp: ReportInputs) -> tuple[dict, dict]:
+    """The sweep trial by trial ({title: figure}, {title: caption}): every trial on parallel axes, the
+    optimisation history, every trial's metric per epoch, and the parameters' importance."""
+    trials, spec, params = inp.trials, inp.cmp.spec, inp.record.get("params")
+    importances = sweep_importances(trials, inp.epochs, spec.factors, spec.metric, params)
+    figures = {
+        "Sweep": parallel_coordinates(trials, spec.factors, spec.metric, params),
+        "Optimisation history": history_figure(trials, spec.factors, spec.metric, spec.mode),
+        "Intermediate values": intermediate_figure(trials, inp.epochs, spec.factors, spec.metric),
+        "Parameter importance": importance_figure(importances, spec.factors),
+    }
+    return figures, {"Parameter importance": importance_caption(importances)}
+
+
 def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Path:
     """Write the self-contained HTML report to ``path``."""
     trials, cmp, record = inp.trials, inp.cmp, inp.record
-    factors = cmp.spec.factors
     best = best_trial(cmp, trials)
+    study, captions = _study_figures(inp)
     sections = plotly_sections({
-        "Sweep": parallel_coordinates(trials, factors, cmp.spec.metric),
+        **study,
         "Ablation": ablation_bars(cmp, top_k),
         "Learning curves": learning_curves(cmp, trials, inp.epochs, top_k),
         "Per-class accuracy": per_class_heatmap(cmp, trials, top_k),
@@ -66,8 +83,8 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
         "Per-class test accuracy vs paper": per_class_vs_paper(best, class_labels(trials), record),
         "Feature embedding": inp.figures.embedding if inp.figures else None,
         "Pareto front": pareto_figure(trials, cmp.spec.metric, cmp.spec.mode, record.get("objectives") or {}),
-        "Compute": compute_figure(trials, factors, top_k),
-    })
+        "Compute": compute_figure(cmp, trials, top_k),
+    }, captions)
     if inp.figures:
         sections.append(inp.figures.gradcam_section())
     statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
@@ -75,9 +92,11 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
             f" · searcher {html.escape(str((record.get('searcher') or {}).get('algorithm')))}"
             f" · scheduler {html.escape(str((record.get('scheduler') or {}).get('name')))}"
             f" · created {html.escape(str(record.get('created')))}<br>n={len(trials)} trials: {statuses}<br>"
-            f"best (mean {cmp.spec.metric} over seeds, validation): <b>{html.escape(cmp.best)}</b>; best seed: trial "
+            f"best (mean {cmp.spec.metric} over seeds, validation): <b>{html.escape(shown_label(cmp, cmp.best))}</b> = "
+            f"{html.escape(cmp.best)}; best seed: trial "
             f"{html.escape(str(best['trial_id']))} (seed {best['seed']})</p><p>{_provenance(trials)}</p>")
-    table = f"<section><h2>Comparison table</h2>{to_html(cmp, inp.paper)}</section>"
+    table = (f"<section><h2>Comparison table</h2>{to_html(cmp, inp.paper, short=True)}<h3>Groups</h3>"
+             f"{legend_table(cmp)}</section>{trials_section(cmp, trials)}")
     return write_page(path, f"{inp.experiment} — MFER sweep report", head + table + "".join(sections))
 
 

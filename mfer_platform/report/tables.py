@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import html
 import math
+import re
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from mfer_platform.keys import METRIC_MODES, PRETTY, RATIOS
 from mfer_platform.results.cells import fmt, metric_cell, p_text
 from mfer_platform.results.stats import NO_TEST, PAIRED, Comparison
+from mfer_platform.terminal import WIDTH, clip
 
 if TYPE_CHECKING:
     from mfer_platform.report.published import PaperColumn
@@ -39,7 +42,7 @@ def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
     m = s["metric"]
     delta = fmt(m, s["delta"], signed=True)
     if s["test"] == NO_TEST:
-        return f"{delta} (no test: n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']})"
+        return f"{delta} (no test)"
     n = f"n={s['n_pairs']} pairs" if s["test"] == PAIRED else f"n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']}"
     ci = f"[{fmt(m, s['delta_ci_low'], True)}, {fmt(m, s['delta_ci_high'], True)}]"
     p = "p=n/a" if math.isnan(s["p_holm"]) else p_text(s["p_holm"])
@@ -51,16 +54,20 @@ def delta_metrics(cmp: Comparison) -> list[str]:
     return [m for m in dict.fromkeys((cmp.spec.metric, "test_acc")) if m in cmp.spec.metrics]
 
 
-def grid(cmp: Comparison, paper: Optional[PaperColumn] = None) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the display table, best group first; ``paper``: published figures beside ours."""
+def grid(cmp: Comparison, paper: Optional[PaperColumn] = None,
+         short: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the display table, best group first; ``paper``: published figures beside ours;
+    ``short``: groups by their short labels (the report's legend maps them to configs). A cell names
+    its n only where it differs from the n column."""
     ref = BASELINE if cmp.reference_is_baseline else REFERENCE
     header = ["group", "n", *([paper.header] if paper else []), *[column_name(m) for m in cmp.spec.metrics],
               *[column_name(m, delta_vs=ref) for m in delta_metrics(cmp)]]
     rows = []
     for g in cmp.groups.itertuples():
-        mark = (f"{BEST} " if g.is_best else "") + g.group + (f" ({ref})" if g.is_reference else "")
+        label = g.label if short else g.group
+        mark = (f"{BEST} " if g.is_best else "") + label + (f" ({ref})" if g.is_reference else "")
         cells = [mark, f"{g.n}", *([paper.cells[g.group]] if paper else [])]
-        cells += [metric_cell(cmp.stat(g.group, m)) for m in cmp.spec.metrics]
+        cells += [metric_cell(cmp.stat(g.group, m), g.n) for m in cmp.spec.metrics]
         cells += [delta_cell(cmp, cmp.stat(g.group, m)) for m in delta_metrics(cmp)]
         rows.append(cells)
     return header, rows
@@ -75,11 +82,13 @@ def caption(cmp: Comparison) -> str:
     ratios = (" Compactness = mean distance of a validation (test) feature to its class centroid over the mean "
               "distance between centroids, a ratio (our measure, not the paper's; ↓ lower = tighter classes)."
               if RATIOS & set(cmp.spec.metrics) else "")
-    return (f"Mean ± sample std [{conf}% CI, Student t] over n seeds, in %; completed trials only "
+    return (f"Mean ± sample std [{conf}% CI, Student t] over the n seeds of the n column (a cell names its own n "
+            f"where some trials lack that metric), in %; completed trials only "
             f"(left out: {left_out}). {BEST} = best mean {cmp.spec.metric} ({cmp.spec.mode}; validation, "
             f"never test). Δ = group mean − mean of {ref}, in percentage points, with the test's {conf}% CI; "
             f"paired t-test on the seeds both ran, Welch t-test when fewer than 2 are shared; p-values "
-            f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} of each metric.{ratios}")
+            f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} of each metric; no test where either "
+            f"group has fewer than 2 seeds.{ratios}")
 
 
 _LATEX = str.maketrans({
@@ -97,9 +106,9 @@ def _markdown_escape(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-def _render(cmp: Comparison, escape: Callable[[str], str],
-            paper: Optional[PaperColumn]) -> tuple[list[str], list[list[str]], str]:
-    header, rows = grid(cmp, paper)
+def _render(cmp: Comparison, escape: Callable[[str], str], paper: Optional[PaperColumn],
+            short: bool = False) -> tuple[list[str], list[list[str]], str]:
+    header, rows = grid(cmp, paper, short)
     cap = caption(cmp) + (f" {paper.note}" if paper else "")
     return [escape(h) for h in header], [[escape(c) for c in r] for r in rows], escape(cap)
 
@@ -123,8 +132,8 @@ def to_latex(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
     ])
 
 
-def to_html(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
-    header, rows, cap = _render(cmp, html.escape, paper)
+def to_html(cmp: Comparison, paper: Optional[PaperColumn] = None, short: bool = False) -> str:
+    header, rows, cap = _render(cmp, html.escape, paper, short)
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (f'<table class="comparison"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -149,3 +158,68 @@ def write_tables(cmp: Comparison, out_dir: str | Path, paper: Optional[PaperColu
         paths[ext] = out / f"comparison.{ext}"
         paths[ext].write_text(render(cmp, paper), encoding="utf-8")
     return paths
+
+
+# ---------------------------------------------------------------- the terminal's copy
+_CI = re.compile(r"\s*\[[^\]]*\]")  # a cell's confidence interval (the files keep it)
+_TEST = re.compile(r"\s+Holm\s*\([^)]*\)")  # the test's name and its n, said once in the caption
+CELL_MAX = 28
+
+
+def _column_width(header: str, cells: Sequence[str]) -> int:
+    """The narrowest width that holds every cell and the header in at most two lines."""
+    w = max([len(c) for c in cells] + [1])
+    while len(textwrap.wrap(header, w)) > 2:
+        w += 1
+    return w
+
+
+def _fitting_columns(widths: list[int], width: int, first: Sequence[int]) -> list[int]:
+    """Indexes of the columns shown, in table order: the label and n always, then the columns of
+    ``first`` and after them the others, each while it still fits."""
+    shown, used = [0, 1], widths[0] + 2 + widths[1]
+    for i in dict.fromkeys([*first, *range(2, len(widths))]):
+        if i not in shown and used + 2 + widths[i] <= width:
+            shown.append(i)
+            used += 2 + widths[i]
+    return sorted(shown)
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """The label column left-aligned, the numbers right-aligned."""
+    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+
+def _aligned(header: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
+    heads = [textwrap.wrap(h, w) or [""] for h, w in zip(header, widths)]
+    depth = max(len(h) for h in heads)
+    heads = [[""] * (depth - len(h)) + h for h in heads]  # two-line headers end on the same line
+    return ([_line([h[k] for h in heads], widths) for k in range(depth)] + [_line(["-" * w for w in widths], widths)]
+            + [_line(r, widths) for r in rows])
+
+
+def to_terminal(cmp: Comparison, paper: Optional[PaperColumn] = None, width: Optional[int] = WIDTH) -> str:
+    """The comparison as the commands print it. ``width=None`` (``wide=true``): the Markdown table.
+    Otherwise aligned columns within ``width``: groups by their short labels (the report's G1…Gn
+    where names are long) with a legend of their full configs, cells without their CI and test
+    details (the comparison files keep them), and the columns that do not fit named below the table."""
+    if width is None:
+        return to_markdown(cmp, paper)
+    header, rows = grid(cmp, paper, short=True)
+    for g, row in zip(cmp.groups.itertuples(), rows):
+        same_n = re.compile(rf"\s*\(n={g.n}\)$")  # the n column says it
+        row[2:] = [clip(same_n.sub("", _TEST.sub("", _CI.sub("", c))), CELL_MAX) for c in row[2:]]
+    widths = [_column_width(h, [r[i] for r in rows]) for i, h in enumerate(header)]
+    # the paper's figure, the selection metric and the Δ columns before the other metrics
+    first = [*range(2, 2 + bool(paper)), header.index(column_name(cmp.spec.metric)), *range(len(header) - len(
+        delta_metrics(cmp)), len(header))] if cmp.spec.metric in cmp.spec.metrics else []
+    shown = _fitting_columns(widths, width, first)
+    lines = _aligned([header[i] for i in shown], [[r[i] for i in shown] for r in rows], [widths[i] for i in shown])
+    lines.append("")
+    lines += [textwrap.fill(f"{g.label} = {g.group}", width, subsequent_indent="     ")
+              for g in cmp.groups.itertuples() if g.label != g.group]
+    hidden = [header[i] for i in range(len(header)) if i not in shown]
+    more = f"; and the columns {', '.join(hidden)}" if hidden else ""
+    lines.append(textwrap.fill(f"CIs and tests are in comparison.md (or print with wide=true){more}.", width))
+    lines += ["", textwrap.fill(caption(cmp) + (f" {paper.note}" if paper else ""), width)]
+    return "\n".join(lines)

@@ -65,6 +65,6 @@ def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
     cfg = to_train_config(meta["config"])
     pretrained = cfg.model.pretrained_file or cfg.model.pretrained
     cfg.model.pretrained_file = cfg.model.pretrained = None
-    model = build_model(cfg.model, len(meta["classes"]))
+    model = build_model(cfg.model, len(meta["classes"]), cfg.data.image_size)
     check_state_dict(model, state, f"{ckpt}/best_model.safetensors")
     return TrialCheckpoint(meta, cfg, pretrained, state, model.eval())

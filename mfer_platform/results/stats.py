@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from mfer_platform.keys import COMPARED_METRICS, METRIC_MODES
+from mfer_platform.overrides import choice_text
 
 STAT_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "delta", "delta_ci_low",
                 "delta_ci_high", "test", "n_pairs", "p_value", "p_holm")
@@ -85,12 +86,11 @@ def short_names(factors: Sequence[str]) -> dict[str, str]:
     return {f: f.rsplit(".", 1)[-1] if last[f.rsplit(".", 1)[-1]] == 1 else f for f in factors}
 
 
-def _fmt_value(value: Any, digits: Optional[int]) -> str:
+def value_text(value: Any, digits: Optional[int] = 4) -> str:
+    """A config value as labels and tables write it: floats to ``digits`` significant digits (None: all)."""
     if isinstance(value, float):
         return repr(value) if digits is None else f"{value:.{digits}g}"
-    if isinstance(value, list):
-        return "[" + ",".join(_fmt_value(v, digits) for v in value) + "]"
-    return str(value)
+    return choice_text(value)  # lists in their one spelling (overrides.choice_text), never rounded
 
 
 def group_index(trials: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.Series, dict[str, str]]:
@@ -103,11 +103,22 @@ def group_index(trials: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.Series
     unique = {k: json.loads(k) for k in dict.fromkeys(keys)}
 
     def labels(digits: Optional[int]) -> dict[str, str]:
-        return {k: ", ".join(f"{names[f]}={_fmt_value(v, digits)}" for f, v in zip(factors, vals)) or "all trials"
+        return {k: ", ".join(f"{names[f]}={value_text(v, digits)}" for f, v in zip(factors, vals)) or "all trials"
                 for k, vals in unique.items()}
 
     short = labels(4)
     return keys, short if len(set(short.values())) == len(short) else labels(None)
+
+
+SHORT_LABEL_CHARS = 30  # a group name longer than this clips or overlaps as a panel title or an axis label
+
+
+def short_labels(groups: Sequence[str]) -> list[str]:
+    """Labels of groups in figures and tables: their names when every one is short (``attn_variant=ds``),
+    else G1…Gn in the order given (best first), which the report's legend table maps to full configs."""
+    if all(len(g) <= SHORT_LABEL_CHARS for g in groups):
+        return list(groups)
+    return [f"G{i}" for i in range(1, len(groups) + 1)]
 
 
 def _matches(values: dict[str, Any], baseline: dict[str, Any]) -> bool:
@@ -230,6 +241,7 @@ def compare(trials: pd.DataFrame, spec: CompareSpec) -> Comparison:
     ref_key = groups.loc[groups["group"] == reference, "_key"].iloc[0]
     groups["is_best"] = groups.index == 0
     groups["is_reference"] = groups["group"] == reference
+    groups.insert(1, "label", short_labels(list(groups["group"])))
 
     metrics = list(spec.metrics)
     agg = done.groupby("_key")[metrics].agg(["count", "mean", "std"]).reindex(groups["_key"])

@@ -94,6 +94,7 @@ TRIAL_SCHEMA = pa.schema([
     ("checkpoint", _STR),  # the latest checkpoint folder, relative to the experiment folder
     ("status", _STR),  # completed | early_stopped | error | running | pending | paused
     ("ray_status", _STR), ("retries", _I64), ("error", _STR),
+    ("started_at", pa.timestamp("ms", tz="UTC")),  # its first start (_started); ms: Parquet has no s unit
     ("seed", _I64), ("epochs_run", _I64), ("epochs_planned", _I64), ("selected_epoch", _I64),
     *[(m, _F64) for m in VAL_METRICS],  # at the selected epoch
     *[(f"last_{m}", _F64) for m in ("train_loss", *VAL_METRICS)],  # at the last epoch run
@@ -140,6 +141,19 @@ def trial_config(files: TrialFiles, record: dict) -> tuple[dict, str]:
     return to_dict(cfg), config_hash(cfg)
 
 
+def _started(results: list[dict], state: Optional[TrialState]) -> Optional[datetime]:
+    """When the trial began: the ledger knows; without one (a store from before it), Ray's first result
+    row does (``timestamp`` when reported, less ``time_total_s`` run until then)."""
+    first = results[0] if results else {}
+    if state is not None and state.started is not None:
+        t = state.started
+    elif isinstance(first.get("timestamp"), (int, float)) and isinstance(first.get("time_total_s"), (int, float)):
+        t = first["timestamp"] - first["time_total_s"]
+    else:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).replace(microsecond=0)
+
+
 def _trial_row(experiment: str, files: TrialFiles, record: dict, state: Optional[TrialState],
                now: datetime, stamp: str) -> dict:
     nested, cfg_hash = trial_config(files, record)
@@ -160,7 +174,8 @@ def _trial_row(experiment: str, files: TrialFiles, record: dict, state: Optional
         "status": classify(state.status if state else None, len(results), epochs_planned, files.error is not None),
         "ray_status": state.status if state else None,
         "retries": state.failures if state else None,
-        "error": files.error,
+        "error": files.error or (state.error if state else None),  # the ledger has it where error.txt is not synced
+        "started_at": _started(results, state),
         "seed": flat[SEED_KEY],
         "epochs_run": len(results),
         "epochs_planned": epochs_planned,
@@ -315,6 +330,8 @@ def _stored_if_current(storage_path: str, name: str) -> Optional[Collected]:
     trials = pq.read_table(trials_path, filesystem=fs, filters=only)
     stamps = set(trials.column("source_stamp").to_pylist()) if "source_stamp" in trials.column_names else set()
     if trials.num_rows == 0 or stamps != {content_stamp(fs, f"{root}/{name}")}:
+        return None
+    if set(TRIAL_SCHEMA.names) - set(trials.column_names):  # written by an older version: read the folders
         return None
     return Collected(trials, pq.read_table(epochs_path, filesystem=fs, filters=only))
 

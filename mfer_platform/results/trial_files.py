@@ -124,6 +124,7 @@ class TrialState:
     failures: int
     config: dict  # the trial's Tune config, as params.json would hold it
     error: Optional[str]  # the last error's last line
+    started: Optional[float] = None  # Unix time of its first start
 
 
 def trial_states(fs: pafs.FileSystem, exp_path: str) -> list[TrialState]:
@@ -134,7 +135,8 @@ def trial_states(fs: pafs.FileSystem, exp_path: str) -> list[TrialState]:
     state is a cloudpickle, which reading a shared storage path must never load.
     """
     return [TrialState(tid, str(t.get("dir") or ""), str(t.get("status")), int(t.get("failures") or 0),
-                       t.get("config") if isinstance(t.get("config"), dict) else {}, t.get("error"))
+                       t.get("config") if isinstance(t.get("config"), dict) else {}, t.get("error"),
+                       t["started"] if isinstance(t.get("started"), (int, float)) else None)
             for tid, t in read_ledger(fs, exp_path).items()]
 
 

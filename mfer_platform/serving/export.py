@@ -120,7 +120,8 @@ def load_exported(model_dir: str | Path, device: str = "auto") -> ExportedModel:
         state = load_safetensors(data)
     except Exception as e:  # safetensors raises its own error type for every malformed header
         raise ExportError(f"{w_path} is a corrupt safetensors file: {e}") from None
-    model = build_model(_offline_config(config["train_config"]).model, len(config["classes"]))
+    cfg = _offline_config(config["train_config"])
+    model = build_model(cfg.model, len(config["classes"]), cfg.data.image_size)
     try:
         check_state_dict(model, state, str(w_path))
     except CheckpointError as e:

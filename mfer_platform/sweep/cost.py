@@ -2,17 +2,27 @@
 
 A researcher deciding whether to launch a 45-trial ConvNeXt-B study on a cluster needs the bill
 first. Throughput comes from a measured benchmark when one matches the backbone and image size
-(``benchmarks/results/*.json``, written by ``benchmarks/trainer_throughput.py --save``); else, for
-ConvNeXt-B, from its FLOPs at an *assumed* utilisation, and the output says which it used.
+(``benchmarks/results/*.json``, written by ``benchmarks/trainer_throughput.py --save``); else from the
+configured model's FLOPs at an *assumed* utilisation, and the output says which it used. FLOPs are
+counted, not tabulated: the sweep's base model (any backbone, its attention and heads) is built on
+torch's meta device at the configured image size and one forward is counted by
+``torch.utils.flop_counter.FlopCounterMode`` (model=mfer_paper at 224 px: 41.04 GFLOP).
 Images per epoch come from the dataset's official train size (data is never read here).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mfer.config import ModelConfig
+from mfer.model import build_model
 from mfer_platform.sweep import plan
 from mfer_platform.sweep.spaces import SearchSpace
 
@@ -20,11 +30,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 # Official train-split sizes (the datasets' releases as MFER/FAER report them; FERPlus: FER2013 Training).
 TRAIN_IMAGES = {"rafdb": 12_271, "affectnet7": 283_901, "affectnet8": 287_651, "ferplus": 28_709}
 OFFICIAL_VAL_IMAGES = {"ferplus": 3_589}  # PublicTest; the others carve val_fraction from train
-# Forward FLOPs of one 224 px image through ConvNeXt-B + DS attention after stages 3 and 4 (dense
-# 7x7 conv) + Msc (model=mfer_paper), counted once with torch.utils.flop_counter.FlopCounterMode
-# (torch 2.x, CPU, batch 1): 41.04 GFLOP (timm convnext_base alone: 30.71). Training a step costs
-# about 3x forward (backward ≈ 2x forward); evaluating an image costs 1x.
-PAPER_FORWARD_FLOP = 41.04e9
+# Training a step costs about 3x forward (backward ≈ 2x forward); evaluating an image costs 1x.
 PAPER_BACKBONE, PAPER_SIZE = "convnext_base", 224
 ASSUMED_MFU = 0.40  # an assumption, not a measurement
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM
@@ -79,13 +85,25 @@ def measured(backbone: str, image_size: int, root: Path = BENCHMARKS) -> Optiona
     return max(hits, key=lambda t: t.images_per_s, default=None)
 
 
-def flops_based(backbone: str, image_size: int) -> Optional[Throughput]:
-    """ConvNeXt-B only (FLOPs scale with pixels); other backbones have no counted constant."""
-    if backbone != PAPER_BACKBONE:
-        return None
-    flop = 3 * PAPER_FORWARD_FLOP * (image_size / PAPER_SIZE) ** 2
+def forward_flop(model: ModelConfig, image_size: int) -> float:
+    """FLOPs of one image's forward pass through the configured model (module docstring)."""
+    blank = dataclasses.replace(model, pretrained=None, pretrained_file=None)  # weights change no FLOP
+    return _counted(json.dumps(dataclasses.asdict(blank), sort_keys=True), image_size)
+
+
+@lru_cache(maxsize=16)
+def _counted(model_json: str, image_size: int) -> float:
+    with torch.device("meta"), torch.no_grad():  # shapes only: no memory, no arithmetic
+        net = build_model(ModelConfig(**json.loads(model_json)), 7, image_size).eval()
+        with FlopCounterMode(display=False) as counter:
+            net(torch.empty(1, 3, image_size, image_size))
+    return float(counter.get_total_flops())
+
+
+def flops_based(model: ModelConfig, image_size: int) -> Throughput:
+    flop = 3 * forward_flop(model, image_size)
     return Throughput(ASSUMED_MFU * H100_BF16_FLOPS / flop,
-                      f"ASSUMED: {3 * PAPER_FORWARD_FLOP / 1e9:.0f} GFLOP/img at 224px, fwd+bwd, "
+                      f"ASSUMED: {flop / 1e9:.1f} GFLOP/img at {image_size}px ({model.backbone}, counted), fwd+bwd, "
                       f"at {ASSUMED_MFU:.0%} MFU of an H100's 989 bf16 TFLOP/s; not measured")
 
 
@@ -101,5 +119,5 @@ def estimate(space: SearchSpace) -> Estimate:
     train = total if data.name in OFFICIAL_VAL_IMAGES else total - val
     _, expected = plan.estimated_trial_epochs(space)
     return Estimate(space.trial_count(), expected, train, val, where,
-                    measured(backbone, data.image_size) or flops_based(backbone, data.image_size),
+                    measured(backbone, data.image_size) or flops_based(cfg.model, data.image_size),
                     space.resources.gpu)

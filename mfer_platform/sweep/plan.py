@@ -2,17 +2,21 @@
 
 One function per Ray concept, each mapping our YAML vocabulary onto Ray 2.60's current API.
 Nothing opaque to the searcher (no ``tune.sample_from``): every parameter is a Tune domain
-Optuna can model. Named rows are a grid axis ``row`` of their names. Seeds are a grid axis for grid/random search, and Ray's ``Repeater`` for
-Optuna (the searcher sees the mean over a suggestion's seeds).
+Optuna can model. Named rows are a grid axis ``row`` of their names. Seeds are a grid axis for
+grid/random search, and a Repeater for Optuna (``study.StudyRepeater``: one Optuna trial per
+suggestion, the mean over its seeds once all completed).
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Optional
 
 from mfer_platform.keys import ROW_KEY, SEED_KEY
 from mfer_platform.overrides import encode_choice
 from mfer_platform.sweep.spaces import SearchSpace
+
+log = logging.getLogger("mfer_platform")
 
 
 def param_space(space: SearchSpace) -> dict[str, Any]:
@@ -39,18 +43,22 @@ def seeds(space: SearchSpace) -> list[int]:
     return list(range(space.search.first_seed, space.search.first_seed + space.search.seeds))
 
 
-def search_algorithm(space: SearchSpace, seed: int = 0, warm_start: Optional[list[tuple[dict, Any]]] = None):
-    """None for grid/random (Ray's variant generator); Optuna in a ConcurrencyLimiter otherwise.
+def search_algorithm(space: SearchSpace, storage_path: str, name: str, seed: int = 0,
+                     warm_start: Optional[list[tuple[dict, Any]]] = None):
+    """None for grid/random (Ray's variant generator); Optuna in a ConcurrencyLimiter otherwise, its
+    study ``name`` (the sweep's) in persistent storage (``study``): a new sweep starts it, an extension
+    continues it.
 
-    ``warm_start``: earlier (config, reward) pairs Optuna learns from before suggesting (used when a
-    finished sweep is extended); not with seeds > 1, where rewards are means over repeats.
+    ``warm_start``: (config, reward) pairs of a sweep from before persistent studies, added to its new
+    study as complete trials; not with seeds > 1, where rewards are means over repeats.
     """
     s = space.search
     if not s.algorithm.startswith("optuna"):
         return None
     import optuna
-    from ray.tune.search import ConcurrencyLimiter, Repeater
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search import ConcurrencyLimiter
+
+    from mfer_platform.sweep.study import StudyRepeater, StudySearch, close_orphans, study_storage
 
     if s.algorithm == "optuna_cmaes":
         sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -60,14 +68,16 @@ def search_algorithm(space: SearchSpace, seed: int = 0, warm_start: Optional[lis
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, s.num_samples // 3)))
     warm = dict(points_to_evaluate=[c for c, _ in warm_start], evaluated_rewards=[r for _, r in warm_start]) \
         if warm_start and s.seeds == 1 else {}
-    if s.algorithm == "optuna_multi":
-        metric = [s.metric, *s.objectives]
-        mode = [s.mode, *s.objectives.values()]
-        searcher = OptunaSearch(metric=metric, mode=mode, sampler=sampler, **warm)
-    else:
-        searcher = OptunaSearch(sampler=sampler, **warm)
+    storage, where = study_storage(space, storage_path, name)
+    orphans = close_orphans(storage, name)
+    stale = f" ({orphans} trials a killed driver left running marked failed)" if orphans else ""
+    log.warning(f"Optuna study {name!r}{stale}: watch it live with  optuna-dashboard {where}")
+    objectives = dict(metric=[s.metric, *s.objectives], mode=[s.mode, *s.objectives.values()]) \
+        if s.algorithm == "optuna_multi" else {}
+    searcher = StudySearch(epochs=space.epochs(), sampler=sampler, study_name=name, storage=storage,
+                           **objectives, **warm)
     if s.seeds > 1:
-        searcher = Repeater(searcher, repeat=s.seeds, set_index=True)
+        searcher = StudyRepeater(searcher, repeat=s.seeds)
     # A suggestion's repeats must be able to run together, or the Repeater would wait forever.
     return ConcurrencyLimiter(searcher, max_concurrent=max(s.max_concurrent, s.seeds))
 

@@ -2,7 +2,9 @@
 
 One line every few seconds (and on every trial end): trials running / done / early-stopped /
 errored, the best result so far with its config, and an ETA from the measured epoch time.
-An errored trial prints its own first error line and the path of its full traceback.
+An errored trial prints its own first error line and the path of its full traceback. Every line
+fits ``terminal.WIDTH`` columns (the best config is last, so a long one is what gets cut), unless the
+command ran with ``wide=true``.
 """
 from __future__ import annotations
 
@@ -11,23 +13,13 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from mfer_platform.overrides import decode_choice
-
-
-def _fmt_config(config: dict) -> str:
-    parts = []
-    for k, v in config.items():
-        if k.startswith("__"):
-            continue
-        v = decode_choice(v)
-        parts.append(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}")
-    return " ".join(parts)
+from mfer_platform.terminal import WIDTH, clip, short_config
 
 
 class LiveTable(Callback):
     def __init__(self, metric: str, mode: str, epochs: int, total_trials: int, slots: int,
-                 every_s: float = 10.0) -> None:
-        self.metric, self.mode, self.epochs = metric, mode, epochs
+                 every_s: float = 10.0, width: Optional[int] = WIDTH) -> None:
+        self.metric, self.mode, self.epochs, self.width = metric, mode, epochs, width
         self.total, self.slots, self.every_s = total_trials, max(1, slots), every_s
         self.setup()
 
@@ -52,7 +44,7 @@ class LiveTable(Callback):
             self.epoch_times.append(float(result["epoch_s"]))
         v = result.get(self.metric)
         if v is not None and self._better(v):
-            self.best = (v, trial.trial_id, _fmt_config(trial.config))
+            self.best = (v, trial.trial_id, short_config(trial.config))
         self._maybe_print()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -69,8 +61,8 @@ class LiveTable(Callback):
         self.errored += 1
         path = getattr(trial, "path", None) or ""
         msg = str(getattr(trial, "error_msg", "") or "").strip().splitlines()
-        print(f"  ! trial {trial.trial_id} errored: {msg[-1] if msg else 'see error.txt'}\n"
-              f"    traceback: {path}/error.txt", flush=True)
+        print(clip(f"  ! trial {trial.trial_id} errored: {msg[-1] if msg else 'see error.txt'}", self.width), flush=True)
+        print(clip(f"    traceback: {path}/error.txt", self.width), flush=True)
         self._maybe_print(force=True)
 
     def _eta(self) -> str:
@@ -86,9 +78,7 @@ class LiveTable(Callback):
         if not force and now - self.last_print < self.every_s:
             return
         self.last_print = now
-        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[2]})" if self.best else "best -"
-        print(
-            f"[{now - self.t0:6.0f}s] trials {len(self.running)} running | {self.done} done | "
-            f"{self.stopped} stopped early | {self.errored} errored | of {self.total} | {best} | ETA {self._eta()}",
-            flush=True,
-        )
+        best = f"best {self.metric} {self.best[0]:.4f} {self.best[2]}" if self.best else "best -"
+        print(clip(f"[{now - self.t0:5.0f}s] of {self.total}: {len(self.running)} running, {self.done} done, "
+                   f"{self.stopped} stopped, {self.errored} errored | ETA {self._eta()} | {best}", self.width),
+              flush=True)

@@ -17,9 +17,10 @@ from typing import Any, Optional
 
 from mfer.config import to_dict
 from mfer_platform.layout import (SWEEP_FILE, StoreError, check_writable, experiment_chain, experiment_path, ledger_events,
-                                  open_storage, read_ledger, write_json)
-from mfer_platform.sweep import capacity, cost, plan
+                                  open_storage, read_ledger, read_sweep_record, write_json)
+from mfer_platform.sweep import capacity, cost, identity, plan, tracking
 from mfer_platform.sweep.spaces import SearchSpace, SpaceError
+from mfer_platform.sweep.tracking import TrackingSettings
 
 log = logging.getLogger("mfer_platform")
 
@@ -45,6 +46,11 @@ class SweepRequest:
     storage_path: str
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     max_failures: int = 2  # retries of a crashed trial, each from its latest checkpoint
+    # Re-run, from their checkpoints, the trials of finished experiments that exhausted their retries
+    # (a storage outage, a lost node): without it they stay errored, as Tune left them.
+    retry_errored: bool = False
+    wide: bool = False  # progress lines at full length instead of cut to terminal.WIDTH columns
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)  # TensorBoard, MLflow, W&B (off by default)
 
 
 def describe(space: SearchSpace, name: str, storage_path: str) -> str:
@@ -87,11 +93,12 @@ def connect(cluster: ClusterSettings) -> None:
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
     if cluster.address:
         ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, **kwargs)
+    else:  # loopback only; what killed drivers left is stopped first (see local_ray)
+        from mfer_platform.sweep import local_ray
+
+        local_ray.start(cluster.num_cpus, cluster.num_gpus)
 
 
 def check_resources(space: SearchSpace, autoscaling: bool = False) -> int:
@@ -115,18 +122,44 @@ def check_resources(space: SearchSpace, autoscaling: bool = False) -> int:
     return int(max(1, min(slots, space.search.max_concurrent)))
 
 
-def _write_sweep_record(req: SweepRequest, name: str, extends: Optional[str]) -> None:
+def sweep_record(req: SweepRequest, extends: Optional[str]) -> dict:
+    """What ``mfer_sweep.json`` holds: the space as run (readers build tables from it; a re-run under
+    the same name is compared with it, ``identity``)."""
     s = req.space
-    record = {
+    return {
         "name": req.name, "search_space": s.name, "source": s.source, "description": s.description,
-        "factors": s.factors, "seed_key": "trainer.seed", "seeds": plan.seeds(s),
+        "factors": s.factors, "params": {p.key: {p.kind: p.values} for p in s.params},  # kinds: the report's log axes
+        "seed_key": "trainer.seed", "seeds": plan.seeds(s),
         "metric": s.search.metric, "mode": s.search.mode, "objectives": s.search.objectives,
         "base": s.base, "base_config": to_dict(s.base_config), "baseline": s.baseline,
         "searcher": asdict(s.search), "scheduler": asdict(s.scheduler), "resources": asdict(s.resources),
         "extends": extends, "trial_count": s.trial_count(), "rows": s.rows, "dataset": s.dataset,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(req.storage_path, f"{name}/{SWEEP_FILE}", record)
+
+
+def _write_sweep_record(req: SweepRequest, name: str, extends: Optional[str]) -> None:
+    write_json(req.storage_path, f"{name}/{SWEEP_FILE}", sweep_record(req, extends))
+
+
+def check_same_space(req: SweepRequest) -> None:
+    """Refuse, before anything runs, a re-run under an existing name whose space differs in what its
+    trials compute (``identity``): resumed or extended, its trials would share one table with the
+    stored ones. Compared with the newest record of the chain (each extension's was compared in turn)."""
+    chain = experiment_chain(req.storage_path, req.name)
+    if not chain:
+        return
+    try:
+        stored = read_sweep_record(req.storage_path, chain[-1])
+    except ValueError as e:  # not JSON: a record nobody wrote with mfer-sweep
+        raise SpaceError(f"{experiment_path(req.storage_path, chain[-1])}/{SWEEP_FILE} is unreadable ({e}); "
+                         f"pick a new name= or remove that experiment folder") from None
+    diffs, unchecked = identity.compare(stored, sweep_record(req, extends=None))
+    if diffs:
+        raise SpaceError(identity.refusal(req.name, experiment_path(req.storage_path, chain[-1]), diffs))
+    if unchecked:
+        log.warning(f"{req.name}: not compared with the stored sweep record (written by another version): "
+                    f"{', '.join(unchecked)}")
 
 
 def _prepare_data_once(space: SearchSpace) -> None:
@@ -168,15 +201,33 @@ def _interrupted(storage_path: str, name: str) -> bool:
     return bool(ledger_events(fs, f"{root}/{name}")) and not finished_trials(storage_path, name)
 
 
-def _warm_start(space: SearchSpace, history: list[tuple[dict, dict]]) -> list[tuple[dict, Any]]:
-    """Earlier (config, reward) pairs for an Optuna searcher, so an extension keeps its knowledge."""
-    keys = space.factors
-    metrics = [space.search.metric, *space.search.objectives]
+def errored_trials(storage_path: str, name: str) -> list[str]:
+    """Ids of the experiment's trials that ended in ERROR (retries exhausted), by the trial ledger."""
+    fs, root = open_storage(storage_path)
+    return [tid for tid, t in read_ledger(fs, f"{root}/{name}").items() if t["status"] == "ERROR"]
+
+
+def _warm_start(req: SweepRequest, history: list[tuple[dict, dict]]) -> list[tuple[dict, Any]]:
+    """(config, reward) pairs to seed an extension's Optuna study with. None when the sweep has its
+    study (``sweep.study``): the extension continues it, early-stopped trials in it as PRUNED. A sweep
+    from before studies were kept gets the trials that ran every epoch: an early-stopped trial's last
+    value is not a finished run's, and TPE would learn it as one; an errored trial has none."""
+    space = req.space
+    if not space.search.algorithm.startswith("optuna"):
+        return []
+    from mfer_platform.sweep.study import study_exists
+
+    if study_exists(space, req.storage_path, req.name):
+        return []
+    keys, metrics = space.factors, [space.search.metric, *space.search.objectives]
     out = []
     for config, result in history:
-        if all(m in result for m in metrics) and all(k in config for k in keys):
+        ran_all = result.get("epoch", 0) >= space.epochs()
+        if ran_all and all(m in result for m in metrics) and all(k in config for k in keys):
             reward = [result[m] for m in metrics] if len(metrics) > 1 else result[metrics[0]]
             out.append(({k: config[k] for k in keys}, reward))
+    log.warning(f"{req.name} has no Optuna study (run by an older version): the extension's new study starts "
+                f"from its {len(out)} trials that ran every epoch")
     return out
 
 
@@ -185,6 +236,8 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
 
     from mfer_platform.sweep.ledger import TrialLedger
     from mfer_platform.sweep.progress import LiveTable
+    from mfer_platform.sweep.study import TrialCheckpoints
+    from mfer_platform.terminal import WIDTH
     from mfer_platform.sweep.trainable import run_trial
 
     s = req.space
@@ -199,17 +252,19 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
         log.warning(f"resuming experiment {path}: unfinished and errored trials continue from their checkpoints")
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   param_space=plan.param_space(s))
-    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), plan.trials_launched(s, num_samples), slots)
+    live = LiveTable(s.search.metric, s.search.mode, s.epochs(), plan.trials_launched(s, num_samples), slots,
+                     width=None if req.wide else WIDTH)
     run_config = tune.RunConfig(
         name=name,
         storage_path=req.storage_path,
         failure_config=tune.FailureConfig(max_failures=req.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[live, TrialLedger(req.storage_path, name)],
+        callbacks=[live, TrialLedger(req.storage_path, name), TrialCheckpoints(req.storage_path),
+                   *tracking.callbacks(req.tracking, req.storage_path, req.name)],
         verbose=0,
     )
     metric, mode = plan.tune_metric(s)
-    searcher = plan.search_algorithm(s, warm_start=warm)
+    searcher = plan.search_algorithm(s, req.storage_path, req.name, warm_start=warm)
     tune_config = tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=plan.scheduler(s),
         num_samples=num_samples, time_budget_s=s.search.time_budget_s, reuse_actors=True,
@@ -226,7 +281,7 @@ def _plan_launch(req: SweepRequest, chain: list[str]) -> Optional[tuple[str, int
     - an unfinished experiment (driver killed, node lost): resume it;
     - a finished one asked for more trials than it ran (e.g. ``search.num_samples`` raised): Ray's
       restore cannot grow an experiment, so a linked ``NAME-extK`` experiment runs the extra trials,
-      its Optuna searcher warm-started from every earlier result;
+      continuing the sweep's Optuna study (``_warm_start``);
     - a finished one asked for nothing more: nothing to run.
     """
     history: list[tuple[dict, dict]] = []
@@ -239,17 +294,41 @@ def _plan_launch(req: SweepRequest, chain: list[str]) -> Optional[tuple[str, int
     if not finished_trials(req.storage_path, last):
         return last, wanted, []  # resume the unfinished one
     if len(history) >= req.space.trial_count():
-        log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run")
+        errored = sum(len(errored_trials(req.storage_path, n)) for n in chain)
+        again = (", again after their retry" if req.retry_errored
+                 else ": retry_errored=true re-runs them from their checkpoints")
+        log.warning(f"{req.name}: all {len(history)} trials already finished; nothing to run" +
+                    (f" ({errored} errored{again})" if errored else ""))
         return None
     if req.space.search.algorithm == "grid":
         raise SpaceError(f"grid sweep {req.name!r} already ran {len(history)} of {req.space.trial_count()} "
                          f"trials; run the extra seeds as a new experiment (name=… search.first_seed=…)")
-    target, warm = f"{req.name}-ext{len(chain)}", _warm_start(req.space, history)
-    log.warning(f"{req.name} finished {len(history)} trials; extending with {wanted - len(history)} more as {target}"
-                f" (searcher warm-started from {len(warm)} results)")
+    target, warm = f"{req.name}-ext{len(chain)}", _warm_start(req, history)
+    log.warning(f"{req.name} finished {len(history)} trials; extending with {wanted - len(history)} more as {target}")
     _write_sweep_record(req, target, extends=last)
     chain.append(target)
     return target, wanted - len(history), warm
+
+
+def _fit(req: SweepRequest, name: str, slots: int, num_samples: int, warm: list[tuple[dict, Any]]) -> None:
+    """Run (or restore and continue) experiment ``name`` until Tune returns; raise ``SweepInterrupted``
+    when it returned with trials unfinished."""
+    build_tuner(req, name, slots, num_samples, warm).fit()
+    if _interrupted(req.storage_path, name):
+        raise SweepInterrupted(f"sweep {req.name!r} interrupted; its trials are saved in "
+                               f"{experiment_path(req.storage_path, name)}")
+
+
+def _retry_errored(req: SweepRequest, chain: list[str], slots: int) -> None:
+    """With ``retry_errored``, restore every finished experiment of the chain that has errored trials:
+    ``Tuner.restore(resume_errored=True)`` (``build_tuner``) puts them back to PENDING, keeping their
+    ids and checkpoints, and Tune runs them to the end; its finished trials stay as they are. An
+    unfinished experiment needs nothing here: resuming it retries its errored trials too."""
+    for name in chain if req.retry_errored else []:
+        errored = errored_trials(req.storage_path, name) if finished_trials(req.storage_path, name) else []
+        if errored:
+            log.warning(f"{name}: re-running {len(errored)} errored trial(s) from their checkpoints")
+            _fit(req, name, slots, 0, [])
 
 
 def run_sweep(req: SweepRequest) -> list[str]:
@@ -261,20 +340,18 @@ def run_sweep(req: SweepRequest) -> list[str]:
         check_writable(req.storage_path)
     except StoreError as e:
         raise SpaceError(str(e)) from None
+    check_same_space(req)
     t0 = time.monotonic()
     connect(req.cluster)
     try:
         slots = check_resources(req.space, req.cluster.autoscaling)
         _prepare_data_once(req.space)  # a dataset that cannot be read fails here, before anything is written
         chain = _chain(req.storage_path, req.name)
+        _retry_errored(req, chain, slots)
         launch = _plan_launch(req, chain)
         if launch is None:
             return chain
-        target, samples, warm = launch
-        build_tuner(req, target, slots, samples, warm).fit()
-        if _interrupted(req.storage_path, target):
-            raise SweepInterrupted(f"sweep {req.name!r} interrupted; its trials are saved in "
-                                   f"{experiment_path(req.storage_path, target)}")
+        _fit(req, launch[0], slots, *launch[1:])
     finally:
         ray.shutdown()
     log.warning(f"sweep finished in {time.monotonic() - t0:.0f}s: {experiment_path(req.storage_path, req.name)}")

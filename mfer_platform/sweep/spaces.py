@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional
+from urllib.parse import urlsplit
 
 import yaml
 from omegaconf import OmegaConf
@@ -47,6 +48,7 @@ from mfer_platform.overrides import apply_overrides
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "int")
 ALGORITHMS = ("grid", "random", "optuna_tpe", "optuna_cmaes", "optuna_multi")
 TUNE_SCHEDULERS = ("asha", "hyperband", "pbt", "none")
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")  # SQLAlchemy's dialects
 
 
 class SpaceError(ValueError):
@@ -72,6 +74,9 @@ class SearchSettings:
     time_budget_s: Optional[float] = None
     # optuna_multi: extra objectives as {metric: mode}, e.g. {params: min}.
     objectives: dict[str, str] = field(default_factory=dict)
+    # Optuna searches: where the study lives, an RDB URL (postgresql://host/db, sqlite:///study.db); null: a
+    # journal file beside the experiment (local storage_path) or on the driver (a bucket), see sweep.study.
+    storage: Optional[str] = None
 
 
 @dataclass
@@ -322,6 +327,27 @@ def _check_numbers(source: str, s: SearchSpace) -> None:
         raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
 
 
+def _check_storage(source: str, s: SearchSpace) -> None:
+    """``search.storage``: an RDB URL Optuna's RDBStorage runs on (SQLAlchemy's dialects), without a
+    password — the URL is written into the sweep record on the shared storage."""
+    url, key = s.search.storage, "search.storage"
+    if url is None:
+        return
+    fix = "; e.g. search.storage=postgresql://user@host/db, or null for a journal file beside the experiment"
+    if not s.search.algorithm.startswith("optuna"):
+        raise _err(source, key, f"only Optuna searches keep a study; {s.search.algorithm} has none: leave it null")
+    if not isinstance(url, str) or "://" not in url:
+        raise _err(source, key, f"must be a database URL or null, got {url!r}{fix}")
+    scheme = url.split("://", 1)[0]
+    if scheme.split("+", 1)[0] not in RDB_SCHEMES:
+        raise _err(source, key, f"{scheme}:// is not a database Optuna's RDBStorage runs on (use "
+                   f"{', '.join(RDB_SCHEMES)}, optionally +driver){fix}")
+    if urlsplit(url).password:
+        raise _err(source, key, "the URL holds a password, which the sweep record (mfer_sweep.json) would keep "
+                   "on the shared storage: leave it out and give it through the database client's own config "
+                   "(PGPASSWORD or ~/.pgpass for PostgreSQL, ?read_default_file=~/.my.cnf for MySQL)")
+
+
 def _check_trials_differ(source: str, s: SearchSpace) -> None:
     """Several trials with no parameter, no row and one seed are the same run repeated: their spread
     would read "± 0.00" as if measured. One run (num_samples=1) stays allowed."""
@@ -405,6 +431,7 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     _check_numbers(source, space)
     _check_combination(source, space)
     _check_trials_differ(source, space)
+    _check_storage(source, space)
     for p in params:
         _check_values(source, p, base_dict)
     if space.baseline is not None:

@@ -3,16 +3,44 @@
 This is the only module that calls ``tune.report``/``tune.get_checkpoint`` (Ray's API changed
 four times; keep it behind one small adapter). A trial resumes from its latest checkpoint after
 a failure or a driver restart; PBT's exploit step arrives the same way, with a mutated config.
+
+Uploads. ``tune.report(metrics, checkpoint=…)`` copies the folder to ``storage_path`` before it
+returns (``persist_current_checkpoint`` in ``ray/train/_internal/session.py``); Ray 2.60's
+asynchronous ``checkpoint_upload_mode`` belongs to ``ray.train.report`` in Ray Train workers, which
+errors inside a Tune function, so Tune functions have nothing built in. Checkpoints due at their
+epoch stay synchronous: the final one (the trial is over once it is stored), the ones PBT and
+HyperBand asked for (the scheduler exploits or resumes exactly that report) and ``trainer.
+checkpoint_every`` ones (a user's explicit epochs). A wall-clock interval checkpoint is insurance
+against a crash, so ``BackgroundUpload`` copies it to ``<trial>/uploads/epoch_NNNN`` on a thread
+while training goes on, and the first report after the copy completed carries a small pointer
+checkpoint (``uploaded.json`` + ``meta.json``) for Ray to keep. Ray thus only ever holds complete
+checkpoints: an upload in flight when a worker dies was never reported, and the retry resumes from
+the previous complete one, losing at most the interval plus one upload. The pointer reaches Ray a
+report or more after its epoch and Ray restores the iteration count of the report that carried it,
+so a trial resumed from a pointer trains those epochs again without reporting them a second time
+(Ray holds their rows): one report per epoch, as ASHA's and PBT's ``training_iteration`` assume.
 """
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
+import pyarrow.fs as pafs
+
+from mfer.train.checkpoint import META
 from mfer_platform.keys import VAL_CONFUSION, VAL_PER_CLASS
 from mfer_platform.overrides import apply_overrides, trial_values
+
+log = logging.getLogger(__name__)
+POINTER = "uploaded.json"  # in a pointer checkpoint: {"path": <relative to the experiment>, "epoch", "reported_at"}
+UPLOADS = "uploads"  # <trial>/uploads/epoch_NNNN: checkpoints uploaded in the background
+BACKGROUND = frozenset({"interval"})  # the CheckpointPolicy reasons uploaded off the training thread
 
 
 def tune_result(end) -> dict[str, Any]:
@@ -24,6 +52,132 @@ def tune_result(end) -> dict[str, Any]:
         result[VAL_PER_CLASS] = end.selected_val["per_class_acc"]
         result[VAL_CONFUSION] = end.selected_val["confusion"]
     return result
+
+
+class BackgroundUpload:
+    """Copies one checkpoint folder at a time to ``<experiment>/<trial>/uploads/<folder name>`` on a
+    thread; ``finished`` hands each completed copy over once, and re-raises a failed one (the trial
+    then fails and is retried from its last complete checkpoint, as a failed synchronous upload would)."""
+
+    def __init__(self, fs: pafs.FileSystem, experiment_path: str, trial_dir: str):
+        self.fs, self.experiment_path, self.trial_dir = fs, experiment_path, trial_dir
+        self._thread: Optional[threading.Thread] = None
+        self._outcome: Any = None  # {"path", "epoch", "folder", "seconds"} or the copy's exception
+
+    def start(self, folder: Path, epoch: int) -> None:
+        if self._thread is not None:
+            raise RuntimeError("an upload is still in flight: collect it with finished(wait=True) first")
+        rel = f"{self.trial_dir}/{UPLOADS}/{Path(folder).name}"
+        self._thread = threading.Thread(target=self._copy, args=(Path(folder), rel, epoch), daemon=True,
+                                        name=f"upload-{Path(folder).name}")
+        self._thread.start()
+
+    def _copy(self, folder: Path, rel: str, epoch: int) -> None:
+        t0, dest = time.perf_counter(), f"{self.experiment_path}/{rel}"
+        try:
+            self.fs.create_dir(dest)
+            # One stream at a time, 64 MiB chunks: what Ray's own copy uses (pyarrow uploads to S3 are not
+            # thread-safe, apache/arrow#32372).
+            pafs.copy_files(str(folder), dest, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs, chunk_size=64 * 2**20, use_threads=False)
+            self._outcome = {"path": rel, "epoch": epoch, "folder": str(folder), "seconds": time.perf_counter() - t0}
+        except Exception as e:  # noqa: BLE001 - handed to the training thread by finished()
+            self.delete(rel)
+            self._outcome = e
+
+    def in_flight(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def finished(self, wait: bool) -> Optional[dict]:
+        """The completed upload not handed over yet, or None (none, or still in flight and not ``wait``)."""
+        if self._thread is None or (self.in_flight() and not wait):
+            return None
+        self._thread.join()
+        outcome, self._thread, self._outcome = self._outcome, None, None
+        if isinstance(outcome, Exception):
+            raise RuntimeError(f"uploading a checkpoint to {self.experiment_path}/{self.trial_dir} failed: "
+                               f"{outcome}") from outcome
+        return outcome
+
+    def download(self, rel: str, into: Path) -> Path:
+        into.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(f"{self.experiment_path}/{rel}", str(into), source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        return into
+
+    def prune(self, keep: Optional[str]) -> None:
+        """Delete this trial's uploads other than ``keep`` (the one its Ray checkpoint points to): a worker
+        that died with an upload in flight, or done but not yet reported, left it behind."""
+        top = f"{self.trial_dir}/{UPLOADS}"
+        for info in self.fs.get_file_info(pafs.FileSelector(f"{self.experiment_path}/{top}", allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and f"{top}/{info.base_name}" != keep:
+                self.delete(f"{top}/{info.base_name}")
+
+    def delete(self, rel: Optional[str]) -> None:
+        """Remove an upload no checkpoint of Ray's points to any more (best effort, as Ray's own deletes)."""
+        if not rel:
+            return
+        try:
+            self.fs.delete_dir(f"{self.experiment_path}/{rel}")
+        except OSError as e:
+            log.warning("could not delete the superseded upload %s: %s", rel, e)
+
+
+def write_pointer(done: dict, reported_at: int, into: Path) -> Path:
+    """A pointer checkpoint to a completed upload; its meta.json copy lets the store read the trial
+    from its latest checkpoint folder as from any other."""
+    into.mkdir(parents=True)
+    (into / POINTER).write_text(json.dumps({"path": done["path"], "epoch": done["epoch"], "reported_at": reported_at}))
+    shutil.copyfile(Path(done["folder"]) / META, into / META)
+    return into
+
+
+class Reporter:
+    """fit's per-epoch hook: one ``tune.report`` per epoch, carrying a synchronous checkpoint, a pointer
+    to a completed background upload, or none (see the module docstring for which and why).
+    ``skip_through``: the last epoch Ray already holds a report of (a resume from a pointer)."""
+
+    def __init__(self, uploads: BackgroundUpload, report: Callable, extra: dict, skip_through: int = 0,
+                 after: Callable[[int], None] = lambda epoch: None):
+        self.uploads, self.report, self.extra, self.skip_through, self.after = uploads, report, extra, skip_through, after
+        self.kept: Optional[str] = None  # the upload Ray's latest checkpoint points to
+
+    def __call__(self, end) -> None:
+        if end.epoch <= self.skip_through:
+            return
+        background = end.checkpoint_dir is not None and end.checkpoint_reason in BACKGROUND
+        t0 = time.perf_counter()
+        # One upload at a time: a new checkpoint's predecessor must be complete before fit deletes it locally.
+        done = self.uploads.finished(wait=end.checkpoint_dir is not None)
+        metrics = {**tune_result(end), **self.extra, "upload_wait_s": time.perf_counter() - t0}
+        if background:
+            self.uploads.start(end.checkpoint_dir, end.epoch)
+        if done is not None:
+            metrics["background_upload_s"] = done["seconds"]
+        with tempfile.TemporaryDirectory(prefix="mfer-pointer-") as tmp:
+            folder, kept = None, None  # what this report hands Ray, and the upload it points to
+            if end.checkpoint_dir is not None and not background:
+                folder = end.checkpoint_dir
+            elif done is not None:
+                folder, kept = write_pointer(done, end.epoch, Path(tmp) / "pointer"), done["path"]
+            self.report(metrics, folder)  # Ray copies ``folder`` (if any) before returning
+        if folder is not None:  # Ray's latest checkpoint changed: uploads it no longer points to go
+            for rel in {self.kept, done and done["path"]} - {kept}:
+                self.uploads.delete(rel)
+            self.kept = kept
+        self.after(end.epoch)
+
+
+def resume_folder(checkpoint_dir: Path, uploads: BackgroundUpload, into: Path) -> tuple[Path, int, Optional[str]]:
+    """(the folder fit resumes from, the last epoch Ray holds a report of — 0: from the folder on, the
+    upload Ray's checkpoint points to if it is this trial's own — PBT may hand over another trial's,
+    which that trial deletes when it supersedes it, never this one)."""
+    pointer = Path(checkpoint_dir) / POINTER
+    if not pointer.exists():
+        return Path(checkpoint_dir), 0, None
+    p = json.loads(pointer.read_text())
+    own = p["path"] if p["path"].startswith(f"{uploads.trial_dir}/") else None
+    return uploads.download(p["path"], into), int(p["reported_at"]), own
 
 
 def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
@@ -40,21 +194,29 @@ def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
     values.setdefault("trainer.threads", threads)
     cfg = apply_overrides(base, values)
     run_dir = Path(tempfile.mkdtemp(prefix="mfer-trial-"))
-    node_id = ray.get_runtime_context().get_node_id()
-    trial_id = tune.get_context().get_trial_id()
+    storage, trial_id = tune.get_context().get_storage(), tune.get_context().get_trial_id()
+    uploads = BackgroundUpload(storage.storage_filesystem, storage.experiment_fs_path, storage.trial_dir_name)
 
-    def report(end) -> None:
-        ckpt = tune.Checkpoint.from_directory(str(end.checkpoint_dir)) if end.checkpoint_dir else None
-        # Uploads the checkpoint folder before returning; node_id shows where the epoch ran.
-        tune.report({**tune_result(end), "node_id": node_id}, checkpoint=ckpt)
-        maybe_fail(trial_id, end.epoch)
+    def report(metrics: dict, folder: Optional[Path]) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)) if folder else None)
 
+    # node_id shows where the epoch ran.
+    reporter = Reporter(uploads, report, {"node_id": ray.get_runtime_context().get_node_id()},
+                        after=lambda epoch: maybe_fail(trial_id, epoch))
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            fit(cfg, run_dir, on_epoch=report, checkpoint_epochs=checkpoint_epochs)
+            uploads.prune(keep=None)
+            fit(cfg, run_dir, on_epoch=reporter, checkpoint_epochs=checkpoint_epochs)
         else:
-            with checkpoint.as_directory() as resume_dir:
-                fit(cfg, run_dir, on_epoch=report, resume_from=resume_dir, checkpoint_epochs=checkpoint_epochs)
+            with checkpoint.as_directory() as ray_dir:
+                resume_dir, reporter.skip_through, reporter.kept = resume_folder(Path(ray_dir), uploads, run_dir / "resume")
+                uploads.prune(keep=reporter.kept)
+                fit(cfg, run_dir, on_epoch=reporter, resume_from=resume_dir, checkpoint_epochs=checkpoint_epochs)
     finally:
+        # A trial stopped or failed with an upload in flight: let it end before its folder goes (an error is moot now).
+        try:
+            reporter.uploads.delete((uploads.finished(wait=True) or {}).get("path"))
+        except RuntimeError:
+            pass
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -17,29 +17,36 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mfer_platform.report.pages import LAYOUT
+from mfer_platform.report.trials import shown_label
 from mfer_platform.results.stats import Comparison, best_trial, plain
 
 
 def _matrices_figure(shown: list[tuple[str, list]], classes: list[str], title: str) -> go.Figure:
-    """One heatmap per (subplot title, count matrix), rows normalised to sum to 1."""
+    """One heatmap per (subplot title, count matrix), rows normalised to sum to 100 %."""
     cols = min(len(shown), 3)
     rows = math.ceil(len(shown) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in shown], horizontal_spacing=0.08,
-                        vertical_spacing=0.2 / rows)
+                        vertical_spacing=0.25 / rows)
     for i, (_, cm) in enumerate(shown):
         counts = np.array(cm, dtype=float)
-        norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        text = [[f"{norm[r, c]:.2f}<br>({int(counts[r, c])})" for c in range(len(classes))] for r in range(len(classes))]
-        fig.add_heatmap(z=norm, x=classes, y=classes, zmin=0, zmax=1, colorscale="Blues", text=text,
-                        texttemplate="%{text}", showscale=i == 0, row=i // cols + 1, col=i % cols + 1)
+        norm = 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        text = [[f"{norm[r, c]:.0f}<br>({int(counts[r, c])})" for c in range(len(classes))] for r in range(len(classes))]
+        fig.add_heatmap(z=norm, x=classes, y=classes, zmin=0, zmax=100, colorscale="Blues", text=text,
+                        texttemplate="%{text}", showscale=i == 0, colorbar=dict(title="%"), row=i // cols + 1,
+                        col=i % cols + 1)
     fig.update_xaxes(title="predicted")
     fig.update_yaxes(title="true", autorange="reversed")
-    fig.update_layout(title=title, height=480 * rows + 80, **{**LAYOUT, "margin": dict(l=60, r=30, t=110, b=60)})
+    top = 125 + 25 * title.count("<br>")  # the title's lines above the three-line subplot titles
+    # the title at the top of the margin (plotly centres it in the margin, onto the subplot titles)
+    fig.update_layout(title=dict(text=title, yref="container", y=1, yanchor="top", pad=dict(t=20)),
+                      height=480 * rows + 80, **{**LAYOUT, "margin": dict(l=60, r=30, t=top, b=60)})
     return fig
 
 
-def _subtitle(group: str, is_best: bool, trial: pd.Series, cm: list) -> str:
-    return (f"{'★ ' if is_best else ''}{group}<br>trial {trial['trial_id']} (1 seed: {int(trial['seed'])}), "
+def _subtitle(label: str, trial: pd.Series, cm: list) -> str:
+    """``★ G1`` over ``trial 0ec6f27a, seed 0`` over ``epoch 3, 119 images``: lines short enough for a
+    third of a narrow page."""
+    return (f"{label}<br>trial {trial['trial_id']}, seed {int(trial['seed'])}<br>"
             f"epoch {int(trial['selected_epoch'])}, {int(np.sum(cm))} images")
 
 
@@ -50,11 +57,11 @@ def confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str], 
         trial = best_trial(cmp, trials, g.group)
         cm = plain(trial["val_confusion"])
         if cm:
-            shown.append((_subtitle(g.group, g.is_best, trial, cm), cm))
+            shown.append((_subtitle(shown_label(cmp, g.group), trial, cm), cm))
     if not shown or not classes:
         return None
     return _matrices_figure(shown, classes, "Validation confusion matrices per group (its best seed, selected "
-                                            "epoch), row-normalised; counts in brackets")
+                                            "epoch), row-normalised (%); counts in brackets")
 
 
 def selected_test_confusion_figure(cmp: Comparison, trials: pd.DataFrame, classes: list[str]) -> Optional[go.Figure]:
@@ -64,6 +71,6 @@ def selected_test_confusion_figure(cmp: Comparison, trials: pd.DataFrame, classe
     cm = plain(trial.get("test_confusion"))
     if not cm or not classes:
         return None
-    return _matrices_figure([(_subtitle(cmp.best, True, trial, cm), cm)], classes,
+    return _matrices_figure([(_subtitle(shown_label(cmp, cmp.best), trial, cm), cm)], classes,
                             "Test confusion matrix of the selected model (evaluated once, after selection on "
-                            "validation), row-normalised; counts in brackets")
+                            "validation),<br>row-normalised (%); counts in brackets")

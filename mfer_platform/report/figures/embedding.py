@@ -65,9 +65,10 @@ def embedding_figure(panels: list[Panel], classes: list[str], seed: int) -> go.F
                 in_legend.add(name)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    fig.update_layout(
-        title=(f"Pooled features of the validation split, t-SNE (seed {seed}), one panel per group (its best seed)<br>"
-               "compactness = mean distance to the class centroid / mean distance between centroids, "
-               "on the full features: lower = tighter classes"),
-        height=420 * rows + 120, **{**LAYOUT, "margin": dict(l=30, r=30, t=150, b=30)})
+    title = (f"Pooled features of the validation split, t-SNE (seed {seed}), one panel per group (its best seed)<br>"
+             "compactness = mean distance to the class centroid / mean distance between centroids,<br>"
+             "on the full features: lower = tighter classes")
+    # lines short enough for a narrow window, at the top of the margin (not centred onto the panel titles)
+    fig.update_layout(title=dict(text=title, yref="container", y=1, yanchor="top", pad=dict(t=20)),
+                      height=420 * rows + 160, **{**LAYOUT, "margin": dict(l=30, r=30, t=170, b=30)})
     return fig

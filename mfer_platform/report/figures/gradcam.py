@@ -2,9 +2,12 @@
 
 The maps come from the maintained ``grad-cam`` package (``pytorch_grad_cam``), not from
 hand-written hooks. They are taken at the output of every DS attention block and of the last
-ConvNeXt stage, in forward order, so one can see what each attention block changes. The class
-explained is the model's *prediction* (the summed logits of all Msc heads, what MFER predicts
-with), so a misclassified face shows the evidence for the wrong class.
+backbone stage (its own output, before any attention after it), in forward order, so one can see
+what each attention block changes. Which module is "the last stage" is the backbone's feature
+contract's answer (``FeatureContract.cam_target``): on a ViT the last block's input tokens,
+reshaped to the patch grid. The class explained is the model's *prediction* (the summed logits
+of all Msc heads, what MFER predicts with), so a misclassified face shows the evidence for the
+wrong class.
 
 A map has the resolution of its layer (7x7 at stage 4 of a 224 px input; 1x1 for a 32 px
 smoke-test model, whose last-stage maps are therefore flat) and is resized to the face it is
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,16 +40,21 @@ _LABEL_WIDTH = 90
 class CamLayer(NamedTuple):
     title: str
     module: torch.nn.Module
+    reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # tokens -> (B, C, H, W), on a ViT
 
 
 def cam_layers(model: torch.nn.Module) -> dict[str, CamLayer]:
     """{slug: layer} in forward order: ``attn3`` (the attention block after stage 3), ``stage4`` (the
     last stage), ``attn4``; a model without attention (``attn_variant=none``) has the last stage only."""
-    n = len(model.backbone.stages)
+    stages = model.contract.stages
+    arch = type(model.backbone).__name__
     layers = {}
-    for i, stage in enumerate(model.backbone.stages, start=1):
-        if i == n:
-            layers[f"stage{i}"] = CamLayer(f"last ConvNeXt stage ({i})", stage)
+    for i, stage in enumerate(stages, start=1):
+        if i == len(stages):
+            module, reshape = model.contract.cam_target()
+            # The tap before the attention block: a hook on the stage itself would see the attended map.
+            module = model.stage_out[str(i)] if str(i) in model.stage_out else module
+            layers[stage.name] = CamLayer(f"last {arch} stage ({i})", module, reshape)
         if str(i) in model.attn:
             layers[f"attn{i}"] = CamLayer(f"attention block after stage {i}", model.attn[str(i)])
     return layers
@@ -66,7 +74,7 @@ def grad_cams(tm: TrialModel, pixels: np.ndarray, batch_size: int = 32) -> Cams:
     targets = [ClassifierOutputTarget(int(c)) for c in predicted]
     maps = {}
     for slug, layer in cam_layers(tm.model).items():
-        with GradCAM(model=tm.model, target_layers=[layer.module]) as cam:
+        with GradCAM(model=tm.model, target_layers=[layer.module], reshape_transform=layer.reshape) as cam:
             maps[slug] = np.concatenate([cam(input_tensor=x[i:i + batch_size], targets=targets[i:i + batch_size])
                                          for i in range(0, len(x), batch_size)])
     return Cams(maps, predicted.cpu().numpy())

@@ -25,6 +25,7 @@ from mfer_platform.report.figures.embedding import Panel, embedding_figure, pane
 from mfer_platform.report.figures.features import TrialModel, evaluation_sample, extract, from_trial
 from mfer_platform.report.figures.gradcam import cam_layers, class_grids, gradcam_files
 from mfer_platform.report.pages import image_section, plotly_sections, write_page
+from mfer_platform.report.trials import legend_table, shown_label
 
 from mfer_platform.results.stats import Comparison, best_trial
 from mfer_platform.results.summary import whole_sweep
@@ -72,7 +73,7 @@ def make_figures(storage_path: str, cmp: Comparison, trials: pd.DataFrame, out_d
         if key not in splits:
             splits[key] = evaluation_sample(tm.cfg, opts.max_points, opts.seed)
         pred = extract(tm, splits[key], opts.batch_size)
-        panels.append(panel(f"{'★ ' if g.is_best else ''}{g.group}", pred.features.numpy(), pred.labels.numpy(),
+        panels.append(panel(shown_label(cmp, g.group), pred.features.numpy(), pred.labels.numpy(),
                             opts.seed, opts.perplexity))
         if g.is_best:
             best, best_split = tm, splits[key]
@@ -103,6 +104,7 @@ def write_sweep_figures(storage_path: str, name: str, output_dir: str | Path, op
         intro = f"Best model ({html.escape(figs.best.source)}); full-size PNGs in {GRADCAM_DIR}/images/.{skipped}"
         sections.append(image_section("Grad-CAM on your images", intro, shown, max_side=PREVIEW_SIDE))
         paths["images"] = out / GRADCAM_DIR / "images"
-    body = f"<h1>Figures: {html.escape(name)}</h1>" + "".join(sections)
+    legend = f"<section><h2>Groups</h2>{legend_table(cmp)}</section>"
+    body = f"<h1>Figures: {html.escape(name)}</h1>{legend}" + "".join(sections)
     write_page(paths["html"], f"{name} — MFER figures", body)
     return paths
