@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from functools import partial
 from typing import Callable
 
@@ -24,26 +25,41 @@ from mfer.data.pack import pack
 from mfer.data.splits import stratified_split
 from mfer.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate
 
-
-CARVED_FIX = "add images (data.synthetic_train for synthetic data), or move data.val_fraction towards 0.1"
-RELEASED_FIX = "add images of that class to the split, or point data.root at the complete release"
+log = logging.getLogger(__name__)
 
 
-def _require_every_class(classes, labels_by_split: dict[str, np.ndarray], fix: str) -> None:
-    """A class with no train or no validation images trains or selects on nothing while every metric
-    still prints (``data.val_fraction=0.99`` on a small set, a tiny synthetic set, an empty class
-    folder in a release's own val/): refuse it by name."""
+def _missing_classes(classes, labels_by_split: dict[str, np.ndarray]) -> list[str]:
+    """One sentence per split that lacks a class: "no validation images for class(es) ... (N in all)"."""
+    out = []
     for split, labels in labels_by_split.items():
         counts = np.bincount(labels, minlength=len(classes))
         empty = [str(c) for c, n in zip(classes, counts) if n == 0]
         if empty:
-            raise ConfigError(f"data: no {split} images for class(es) {', '.join(empty)} "
-                              f"({len(labels)} {split} images in all): {fix}")
+            out.append(f"no {split} images for class(es) {', '.join(empty)} ({len(labels)} {split} images in all)")
+    return out
+
+
+def _require_every_class(classes, labels_by_split: dict[str, np.ndarray]) -> None:
+    """A class with no train or no validation images trains or selects on nothing while every metric
+    still prints (``data.val_fraction=0.99`` on a small set, a tiny synthetic set): refuse it by name."""
+    missing = _missing_classes(classes, labels_by_split)
+    if missing:
+        raise ConfigError(f"data: {missing[0]}: add images (data.synthetic_train for synthetic data), or move "
+                          "data.val_fraction towards 0.1")
+
+
+def _warn_missing_classes(classes, labels_by_split: dict[str, np.ndarray]) -> None:
+    """A release's own splits are used as published, so a class absent from them (FERPlus's contempt
+    in a subset, an empty class folder in a val/ tree) is not ours to refuse: it is said by name,
+    since that class's validation accuracy then means nothing."""
+    for sentence in _missing_classes(classes, labels_by_split):
+        log.warning(f"data: {sentence} in the release's own splits (used as published): that class's "
+                    "accuracy means nothing")
 
 
 def carve_validation(train: ArraySplit, test: ArraySplit, classes, fingerprint: str, cfg: DataConfig) -> DatasetBundle:
     tr, va = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
-    _require_every_class(classes, {"train": train.labels[tr], "validation": train.labels[va]}, CARVED_FIX)
+    _require_every_class(classes, {"train": train.labels[tr], "validation": train.labels[va]})
     split_fp = hashlib.sha256(f"{fingerprint}:{cfg.val_fraction}:{cfg.split_seed}".encode()).hexdigest()[:16]
     return DatasetBundle(train.subset(tr), train.subset(va), test, tuple(classes), split_fp)
 
@@ -76,7 +92,7 @@ def load_packed(list_dataset: Callable[[DataConfig], Listing], cfg: DataConfig) 
     packed = pack(list_dataset(cfg), cfg.image_size, cache_root(cfg.cache_dir))
     s = packed.splits
     if "val" in s:  # the release's own validation split (FERPlus PublicTest, a folder tree's val/ beside test/)
-        _require_every_class(packed.classes, {"train": s["train"].labels, "validation": s["val"].labels}, RELEASED_FIX)
+        _warn_missing_classes(packed.classes, {"train": s["train"].labels, "validation": s["val"].labels})
         return DatasetBundle(s["train"], s["val"], s["test"], packed.classes, packed.content_hash)
     return carve_validation(s["train"], s["test"], packed.classes, packed.content_hash, cfg)
 
