@@ -14,12 +14,39 @@ from typing import Any, Iterable, Optional
 from mfer_platform.overrides import choice_text, decode_choice
 
 WIDTH = 100
-ELLIPSIS = "…"
+ELLIPSIS = "..."
+
+
+def columns(text: str) -> int:
+    """The columns ``text`` may take, counted as its UTF-8 bytes: never fewer than its characters, and
+    what byte-counting tools (``awk length``, ``cut -b``) measure, so ``±``, ``Δ`` or ``★`` in a line
+    cannot push it past the limit in a log read with them."""
+    return len(text.encode("utf-8"))
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` columns (``columns``), on the left when ``right``."""
+    space = " " * max(0, width - columns(text))
+    return space + text if right else text + space
 
 
 def clip(line: str, width: Optional[int] = WIDTH) -> str:
-    """``line`` cut to ``width`` characters, the cut marked with an ellipsis; ``width=None``: unchanged."""
-    return line if width is None or len(line) <= width else line[:max(0, width - 1)] + ELLIPSIS
+    """``line`` cut to ``width`` columns, the cut marked with an ellipsis; ``width=None``: unchanged."""
+    if width is None or columns(line) <= width:
+        return line
+    while line and columns(line) > width - len(ELLIPSIS):
+        line = line[:-1]
+    return line + ELLIPSIS
+
+
+def fill(text: str, width: int, **kwargs: Any) -> str:
+    """``textwrap.fill`` with every line within ``width`` columns (``columns``): textwrap counts
+    characters, so a paragraph with non-ASCII signs is wrapped narrower until it fits."""
+    for w in range(width, max(10, width // 2), -1):
+        out = textwrap.fill(text, w, **kwargs)
+        if all(columns(line) <= width for line in out.splitlines()):
+            return out
+    return "\n".join(clip(line, width) for line in textwrap.fill(text, width // 2, **kwargs).splitlines())
 
 
 def wrap_lines(text: str, width: Optional[int] = WIDTH) -> str:
@@ -29,11 +56,11 @@ def wrap_lines(text: str, width: Optional[int] = WIDTH) -> str:
         return text
     out = []
     for line in text.splitlines():
-        if len(line) <= width:
+        if columns(line) <= width:
             out.append(line)
             continue
         hang = line.index(" : ") + 3 if " : " in line[:width // 2] else len(line) - len(line.lstrip()) + 2
-        out.append(textwrap.fill(line, width, subsequent_indent=" " * hang, break_on_hyphens=False))
+        out.append(fill(line, width, subsequent_indent=" " * hang, break_on_hyphens=False))
     return "\n".join(out)
 
 

@@ -82,7 +82,7 @@ def test_the_listing_and_the_trial_table_fit_100_columns(storage):
     assert [s.name for s in sweeps] == ["older", "long"]  # oldest first; the extension counts with its sweep
     listing, table = format_sweeps(sweeps), format_trials(sweep_status(str(storage), "long"))
     for text in (listing, table):
-        assert max(len(line) for line in text.splitlines()) <= 100, text
+        assert max(len(line.encode()) for line in text.splitlines()) <= 100, text
     assert "6 trials: 1 running, 1 pending, 2 completed, 1 stopped, 1 error" in listing
     assert "best val_acc 0.9500 (n=1) lr=0.002" in listing and "no trials yet" in listing
     assert "RuntimeError: boom" in table and "lr=0.002 feature=dsf" in table
@@ -142,7 +142,7 @@ def test_mfer_status_from_another_process_shows_a_running_sweeps_trials(tmp_path
             sweep.kill()
     assert "1 running" in running.splitlines()[1] or "2 running" in running.splitlines()[1], running
     assert shows("completed", 4), seen[-1]
-    assert max(len(ln) for ln in seen[-1].splitlines()) <= 100
+    assert max(len(ln.encode()) for ln in seen[-1].splitlines()) <= 100
     for line in log.read_text().splitlines():  # the sweep's own output fits 100 columns too, but for
         # Ray's own log lines and a command to copy that carries the (test's long) storage path whole
-        assert len(line) <= 100 or "WARNING" in line or "(raylet)" in line or str(storage) in line, line
+        assert len(line.encode()) <= 100 or "WARNING" in line or "(raylet)" in line or str(storage) in line, line

@@ -32,7 +32,7 @@ def _comparison():
 def test_the_final_table_fits_100_columns_and_keeps_what_matters():
     cmp = _comparison()
     text = to_terminal(cmp)
-    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert max(len(line.encode()) for line in text.splitlines()) <= 100, text
     assert max(len(line) for line in to_markdown(cmp).splitlines()) > 200  # what wide=true prints
     assert to_terminal(cmp, width=None) == to_markdown(cmp)
     head, note = text.split("\n\n")[0], text.split("CIs and tests are in comparison.md")[1].split("\n\n")[0]
@@ -63,7 +63,7 @@ def _progress_lines(capsys, width) -> list[str]:
 
 def test_progress_lines_fit_100_columns_with_the_best_config_last(capsys):
     lines = _progress_lines(capsys, 100)
-    assert len(lines) >= 6 and max(len(line) for line in lines) <= 100, lines
+    assert len(lines) >= 6 and max(len(line.encode()) for line in lines) <= 100, lines
     assert "of 8: 1 running, 1 done, 0 stopped, 1 errored | ETA" in lines[-1] and "best val_acc 0.7000 lr=" in lines[-1]
     assert any("! trial trial_00001 errored: ValueError" in line for line in lines)
     wide = _progress_lines(capsys, None)
@@ -75,7 +75,7 @@ def test_a_long_plan_line_wraps_under_its_value_and_loses_nothing():
 
     line = "  base overrides : " + " ".join(f"data.option_{i}=value_{i}" for i in range(12))
     text = wrap_lines(f"sweep 'x'\n{line}")
-    assert max(len(ln) for ln in text.splitlines()) <= 100 and len(text.splitlines()) > 2
+    assert max(len(ln.encode()) for ln in text.splitlines()) <= 100 and len(text.splitlines()) > 2
     assert text.split() == f"sweep 'x'\n{line}".split()
     assert all(ln.startswith(" " * 19) for ln in text.splitlines()[2:])
     assert wrap_lines(line, None) == line

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 from mfer_platform.keys import METRIC_MODES, PRETTY, RATIOS
 from mfer_platform.results.cells import fmt, metric_cell, p_text
 from mfer_platform.results.stats import NO_TEST, PAIRED, Comparison
-from mfer_platform.terminal import WIDTH, clip
+from mfer_platform.terminal import WIDTH, clip, columns, fill, pad
 
 if TYPE_CHECKING:
     from mfer_platform.report.published import PaperColumn
@@ -168,8 +168,8 @@ CELL_MAX = 28
 
 def _column_width(header: str, cells: Sequence[str]) -> int:
     """The narrowest width that holds every cell and the header in at most two lines."""
-    w = max([len(c) for c in cells] + [1])
-    while len(textwrap.wrap(header, w)) > 2:
+    w = max([columns(c) for c in cells] + [1])
+    while len(textwrap.wrap(header, w)) > 2 or any(columns(piece) > w for piece in textwrap.wrap(header, w)):
         w += 1
     return w
 
@@ -187,7 +187,7 @@ def _fitting_columns(widths: list[int], width: int, first: Sequence[int]) -> lis
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     """The label column left-aligned, the numbers right-aligned."""
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "  ".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
 
 def _aligned(header: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
@@ -216,10 +216,10 @@ def to_terminal(cmp: Comparison, paper: Optional[PaperColumn] = None, width: Opt
     shown = _fitting_columns(widths, width, first)
     lines = _aligned([header[i] for i in shown], [[r[i] for i in shown] for r in rows], [widths[i] for i in shown])
     lines.append("")
-    lines += [textwrap.fill(f"{g.label} = {g.group}", width, subsequent_indent="     ")
+    lines += [fill(f"{g.label} = {g.group}", width, subsequent_indent="     ")
               for g in cmp.groups.itertuples() if g.label != g.group]
     hidden = [header[i] for i in range(len(header)) if i not in shown]
     more = f"; and the columns {', '.join(hidden)}" if hidden else ""
-    lines.append(textwrap.fill(f"CIs and tests are in comparison.md (or print with wide=true){more}.", width))
-    lines += ["", textwrap.fill(caption(cmp) + (f" {paper.note}" if paper else ""), width)]
+    lines.append(fill(f"CIs and tests are in comparison.md (or print with wide=true){more}.", width))
+    lines += ["", fill(caption(cmp) + (f" {paper.note}" if paper else ""), width)]
     return "\n".join(lines)

@@ -82,6 +82,9 @@ def quiet_ray() -> None:
     """Our LiveTable replaces Ray's console output; keep Ray's warnings that matter."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter, silenced by verbose=0
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray 2.60 says at every local start that token authentication is on by default (it stays on, as the
+    # README says): a 200-column line that tells a sweep's user nothing new.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
