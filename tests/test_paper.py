@@ -131,8 +131,9 @@ def test_report_sets_the_selected_models_per_class_test_accuracy_beside_the_pape
     record = {"dataset": "rafdb", "base_config": {"data": {"name": "rafdb"}}}
     fig = per_class_vs_paper(trial, classes, record)
     ours, paper = fig.data
-    assert list(ours.y) == trial["test_per_class_acc"] and "1 seed" in ours.name
-    assert list(paper.y) == [0.90, 0.73, 0.75, 0.97, 0.89, 0.87, 0.90]  # published.yaml, by class name
+    # in %, as every table and figure of the report
+    assert list(ours.y) == pytest.approx([100 * v for v in trial["test_per_class_acc"]]) and "1 seed" in ours.name
+    assert list(paper.y) == pytest.approx([90, 73, 75, 97, 89, 87, 90])  # published.yaml, by class name
     assert "not comparable" not in fig.layout.title.text
     scaled_down = {"dataset": "rafdb", "base_config": {"data": {"name": "synthetic"}}}
     assert "not comparable" in per_class_vs_paper(trial, classes, scaled_down).layout.title.text
