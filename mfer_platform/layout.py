@@ -100,21 +100,25 @@ def write_json(storage_path: str, relative: str, obj: Any) -> None:
     write_bytes(storage_path, relative, json.dumps(obj, indent=1).encode())
 
 
-def ledger_events(fs: pafs.FileSystem, exp_path: str) -> list[dict]:
-    """The trial ledger's events in order; [] without a ledger. A line that is not a JSON object (the
-    driver died mid-write, an edit) is skipped."""
-    path = f"{exp_path}/{LEDGER_FILE}"
+def read_json_lines(fs: pafs.FileSystem, path: str) -> list[dict]:
+    """The JSON objects of a JSON-lines file in order; [] without the file. A line that is not a JSON
+    object (its writer died mid-line, or is writing it now; an edit) is skipped."""
     if not exists(fs, path):
         return []
-    events = []
+    rows = []
     for line in read_bytes(fs, path).decode(errors="replace").splitlines():
         try:
-            event = json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def ledger_events(fs: pafs.FileSystem, exp_path: str) -> list[dict]:
+    """The trial ledger's events in order; [] without a ledger."""
+    return read_json_lines(fs, f"{exp_path}/{LEDGER_FILE}")
 
 
 def read_ledger(fs: pafs.FileSystem, exp_path: str) -> dict[str, dict]:

@@ -17,8 +17,8 @@ from typing import Optional
 import pyarrow.fs as pafs
 
 from mfer_platform.keys import SEED_KEY, TRIAL_INDEX
-from mfer_platform.layout import (SWEEP_FILE, StoreError, exists, experiment_chain, open_storage, read_bytes,
-                                  read_json)
+from mfer_platform.layout import (SWEEP_FILE, StoreError, exists, experiment_chain, open_storage, read_json,
+                                  read_json_lines)
 from mfer_platform.results.trial_files import TrialState, trial_states
 from mfer_platform.terminal import WIDTH, clip, short_config
 
@@ -70,18 +70,9 @@ class SweepStatus:
 
 def _results(fs: pafs.FileSystem, exp_path: str, dir_name: str) -> list[dict]:
     """A trial's result.json rows (a partial last line, as Ray is writing it, is skipped)."""
-    path = f"{exp_path}/{dir_name}/result.json"
-    if not dir_name or not exists(fs, path):
+    if not dir_name:
         return []
-    rows = []
-    for line in read_bytes(fs, path).decode(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "epoch" in row:
-            rows.append(row)
-    return rows
+    return [row for row in read_json_lines(fs, f"{exp_path}/{dir_name}/result.json") if "epoch" in row]
 
 
 def _planned(record: dict, config: dict) -> Optional[int]:
