@@ -184,14 +184,23 @@ class TrainerConfig:
 
 
 @dataclass
+class SchemeConfig:
+    """How the run trains (mfer/schemes/): ``name`` is a key of ``mfer.schemes.SCHEMES``
+    (standard: plain supervised training), and each scheme reads its own section below."""
+
+    name: str = "standard"
+
+
+@dataclass
 class TrainConfig:
-    """One training run: the five config groups of ``mfer/conf``, one dataclass each."""
+    """One training run: the six config groups of ``mfer/conf``, one dataclass each."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
 
 
 def merge_config(mapping: DictConfig | dict) -> TrainConfig:

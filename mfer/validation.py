@@ -1,7 +1,7 @@
 """Validation of a TrainConfig against the registries of the swappable parts.
 
 ``validate`` checks values against the registries (datasets, attention variants, method
-plug-ins, feature losses, LR schedules, FERPlus vote rules, timm backbones), so a typo fails at
+plug-ins, training schemes, feature losses, LR schedules, FERPlus vote rules, timm backbones), so a typo fails at
 start-up with the key and the allowed values named, instead of after an hour of training. It sits above both the
 schema (``mfer.config``, a leaf) and the registries, which import the schema for their config
 types: imports point one way, from here down.
@@ -23,6 +23,7 @@ from mfer.model.attention import ATTENTION_VARIANTS
 from mfer.model.backbone import attention_stages, is_known_backbone, pretrained_architecture, pretrained_tags
 from mfer.model.methods import METHODS
 from mfer.schedule import LR_SCHEDULES
+from mfer.schemes import SCHEMES
 
 
 def _allowed(key: str, value: Any, allowed: list) -> None:
@@ -176,9 +177,17 @@ def _validate_trainer(cfg: TrainConfig) -> None:
            t.checkpoint_every_s)
 
 
+def _validate_scheme(cfg: TrainConfig) -> None:
+    """``scheme.name`` and the chosen scheme's own section (each scheme states its checks)."""
+    _allowed("scheme.name", cfg.scheme.name, list(SCHEMES))
+    for key, ok, requirement, value in SCHEMES[cfg.scheme.name].requirements(cfg):
+        _check(key, ok, requirement, value)
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Fail fast on values that can never work, naming the dotted key and what is allowed."""
-    for check in (_validate_model, _validate_method, _validate_loss_and_optim, _validate_data, _validate_trainer):
+    for check in (_validate_model, _validate_method, _validate_loss_and_optim, _validate_data, _validate_trainer,
+                  _validate_scheme):
         check(cfg)
     return cfg
 

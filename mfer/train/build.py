@@ -1,7 +1,7 @@
 """The build step: everything one training run works with, made once from a validated TrainConfig.
 
 ``build_run`` sets torch up (threads, determinism, device, mixed precision), loads the dataset
-and builds model, criterion, optimizer, LR schedule, grad scaler and batch augmentation, in a
+and builds model, criterion, training scheme, optimizer, LR schedule, grad scaler and batch augmentation, in a
 fixed order under a fixed seed, so two builds of one config start from identical weights. The
 ``TrainingRun`` it returns is what the engine (``train_one_epoch``), evaluation and checkpoints
 take, instead of a dozen loose arguments; it also holds the run's static provenance, the part of
@@ -27,6 +27,7 @@ from mfer.model import build_model, parameter_breakdown
 from mfer.model.output import ModelOutput
 from mfer.provenance import environment, git_commit
 from mfer.schedule import build_lr_schedule
+from mfer.schemes import TrainingScheme, build_scheme
 from mfer.train.evaluate import evaluate
 
 
@@ -40,11 +41,12 @@ class TrainingRun:
     channels_last: bool
     model: nn.Module
     criterion: nn.Module  # owns the feature loss's class centres, optimised with the model
+    scheme: TrainingScheme  # how a batch becomes a loss (mfer.schemes); its parameters are optimised too
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     augment: BatchAugment
-    params: list[nn.Parameter]  # model + criterion parameters: what gradient clipping bounds
+    params: list[nn.Parameter]  # model + criterion + scheme parameters: what gradient clipping bounds
     static: dict  # provenance and sizes, identical in every epoch's metrics and checkpoint
     # ``torch.compile``d ``model.forward_train`` (trainer.compile), else None: eager. Only the
     # training forward is compiled; ``model`` stays the plain module, so evaluation, state dicts
@@ -99,10 +101,12 @@ def maybe_compile(model: nn.Module, tc: TrainerConfig) -> Optional[Callable[[tor
     return torch.compile(model.forward_train) if tc.compile else None
 
 
-def param_groups(model: nn.Module, criterion: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices/kernels only; not on norms, biases or class centres."""
+def param_groups(model: nn.Module, criterion: nn.Module, weight_decay: float,
+                 scheme: Optional[nn.Module] = None) -> list[dict]:
+    """Weight decay on weight matrices/kernels only (the model's and a scheme's own branch); not on
+    norms, biases or class centres."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in [*model.parameters(), *(scheme.parameters() if scheme is not None else ())]:
         (decay if p.ndim >= 2 else no_decay).append(p)
     no_decay += list(criterion.parameters())
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -142,12 +146,13 @@ def build_run(cfg: TrainConfig, data: Optional[DatasetBundle] = None) -> Trainin
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = MFERLoss(cfg.loss, k, model.num_features, dc.ferplus_labels).to(device)
-    groups = param_groups(model, criterion, cfg.optim.weight_decay)
+    scheme = build_scheme(cfg, k, model.num_features).to(device)
+    groups = param_groups(model, criterion, cfg.optim.weight_decay, scheme)
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **optimizer_kwargs(device))
     return TrainingRun(
         cfg=cfg, data=data, device=device, autocast=autocast, amp_dtype=amp_dtype, channels_last=channels_last,
-        model=model, criterion=criterion, optimizer=optimizer,
+        model=model, criterion=criterion, scheme=scheme, optimizer=optimizer,
         scheduler=build_lr_schedule(optimizer, cfg.optim, tc.epochs),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
         augment=BatchAugment(dc.hflip, dc.random_erasing, tuple(dc.erasing_scale), dc.multires),

@@ -182,7 +182,8 @@ def save_progress(run: TrainingRun, progress: Progress, folder: Path, last: dict
     weights, snapshotted in memory on improvement, travel with it; ``resumable=False`` (the final
     checkpoint) leaves out ``state.pt``: ``meta.json`` then holds what ``final_progress`` needs."""
     state = {
-        "model": run.model.state_dict(), "loss": run.criterion.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "model": run.model.state_dict(), "loss": run.criterion.state_dict(), "scheme": run.scheme.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": progress.epoch,
         "history": progress.history, "best": progress.best, "train_images": progress.train_images,
         "train_seconds": progress.train_seconds,
@@ -246,6 +247,7 @@ def resume(run: TrainingRun, folder: Path) -> Progress:
     st = load_state(folder)
     run.model.load_state_dict(st["model"])
     run.criterion.load_state_dict(st["loss"])
+    run.scheme.load_state_dict(st.get("scheme", {}))  # checkpoints from before schemes hold none
     run.optimizer.load_state_dict(st["optimizer"])
     match_optimizer_to_device(run.optimizer)
     run.scheduler.load_state_dict(st["scheduler"])

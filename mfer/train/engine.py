@@ -1,9 +1,10 @@
 """The engine: one training step and one epoch of them, with no bookkeeping (ConvNeXt's
 ``engine.py`` split). Selection, checkpoints and the summary are ``mfer.train.loop``'s.
 
-The step relies only on the model-output contract (``mfer.model.output``): the criterion sees
+How a batch becomes a loss is the run's training scheme's (``mfer.schemes``; the standard one
+relies only on the model-output contract, ``mfer.model.output``: the criterion sees
 ``(logits, feature, targets)`` and every auxiliary loss the model returns is added, so a method
-with losses of its own trains through this step unchanged. ``benchmarks/trainer_throughput.py``
+with losses of its own trains through this step unchanged); the step owns the rest. ``benchmarks/trainer_throughput.py``
 times ``train_step`` itself, so its numbers are the trainer's.
 """
 from __future__ import annotations
@@ -14,9 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mfer.data.augment import to_model_input
 from mfer.data.batches import epoch_order, iterate_batches
-from mfer.model.output import ModelOutput
 from mfer.train.build import TrainingRun
 
 
@@ -29,6 +28,7 @@ class EpochStats:
     loss: float  # mean training loss over the epoch's steps
     seen: int  # training images the epoch drew
     seconds: float  # wall time of the epoch's steps, up to the one host sync at its end
+    scheme: dict  # the training scheme's scalars for the epoch (DNFER's selected fraction, ...)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -36,24 +36,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**63)
 
 
-def training_loss(criterion: torch.nn.Module, out: ModelOutput, y: torch.Tensor, *soft: torch.Tensor) -> torch.Tensor:
-    """The criterion on the heads' logits and the pooled feature, plus the model's auxiliary losses."""
-    loss = criterion(out.logits, out.feature, y, *soft)
-    for aux in out.aux_losses.values():
-        loss = loss + aux.float()
-    return loss
-
-
 def train_step(run: TrainingRun, x_u8: torch.Tensor, y: torch.Tensor, *soft: torch.Tensor) -> torch.Tensor:
     """One optimiser step on a uint8 NHWC batch already on the device; returns the detached loss.
 
-    Normalise and augment on the device, forward under autocast, loss in float32, scaled
-    backward, optional global grad-norm clipping (after unscaling), step.
+    The scheme normalises and augments on the device, runs the forward under autocast (compiled
+    when trainer.compile is set) and returns the loss in float32; then scaled backward, optional
+    global grad-norm clipping (after unscaling), step.
     """
-    x = run.augment(to_model_input(x_u8, run.cfg.data.image_size, run.channels_last))
-    with run.autocast():
-        out = run.forward_train(x, y)  # compiled when trainer.compile is set
-    loss = training_loss(run.criterion, out, y, *soft)
+    loss = run.scheme.batch_loss(run, x_u8, y, *soft)
     opt, scaler, clip = run.optimizer, run.scaler, run.cfg.optim.grad_clip
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -74,6 +64,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> EpochStats:
     torch.manual_seed(epoch_seed(tc.seed, epoch))
     run.model.train()
     run.criterion.train()
+    run.scheme.train()
+    run.scheme.start_epoch(epoch)
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=run.device)
     steps = seen = 0
@@ -91,4 +83,4 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> EpochStats:
             f"training loss became {loss} in epoch {epoch + 1}; lower optim.lr "
             f"(now {run.cfg.optim.lr}) or loss.weight (now {run.cfg.loss.weight}), or enable optim.grad_clip"
         )
-    return EpochStats(loss, seen, seconds)
+    return EpochStats(loss, seen, seconds, run.scheme.end_epoch())

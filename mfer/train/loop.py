@@ -72,6 +72,7 @@ def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> tupl
     run.scheduler.step()
     t_eval = time.perf_counter()
     val = run.evaluate(run.data.val)
+    extra_val = {f"val_{k}": v for k, v in run.scheme.evaluate_extra(run, run.data.val).items()}
     eval_s = time.perf_counter() - t_eval
     metric = run.cfg.trainer.selection_metric
     score = val[metric.removeprefix("val_")]
@@ -82,7 +83,8 @@ def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> tupl
     row = {
         "epoch": epoch + 1, "train_loss": stats.loss, **{f"val_{m}": val[m] for m in SPLIT_METRICS}, "lr": lr,
         "epoch_s": time.perf_counter() - t0, "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
-        "train_s": stats.seconds, "eval_s": eval_s,
+        "train_s": stats.seconds, "eval_s": eval_s, **extra_val,
+        **{f"scheme_{k}": v for k, v in stats.scheme.items()},
     }
     progress.history.append(row)
     progress.epoch = epoch + 1
@@ -95,12 +97,19 @@ def train_and_validate(run: TrainingRun, progress: Progress, epoch: int) -> tupl
     }, improved
 
 
+def test_scalars(test: dict) -> dict:
+    """The flat ``test_*`` scalars of a test evaluation, the scheme's extra figures included."""
+    return {**{f"test_{m}": test[m] for m in SPLIT_METRICS},
+            **{f"test_{k}": v for k, v in (test.get("extra") or {}).items()}}
+
+
 def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dict:
     """Evaluate the selected epoch's weights on the test split, once; the checkpoint's meta.json
     keeps the full result (scalars, per-class accuracy, confusion), so reports need no re-run."""
     load_weights(run.model, run.criterion, progress.best_weights)
     test = run.evaluate(run.data.test)
-    add_to_meta(checkpoint, {"test": {k: test[k] for k in RESULT_KEYS}})
+    test["extra"] = run.scheme.evaluate_extra(run, run.data.test)
+    add_to_meta(checkpoint, {"test": {k: test[k] for k in (*RESULT_KEYS, "extra")}})
     return test
 
 
@@ -122,7 +131,7 @@ def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: Checkpoi
     if is_last and tc.evaluate_test:
         t0 = time.perf_counter()
         test = test_selected(run, progress, saved)
-        result.update({f"test_{m}": test[m] for m in SPLIT_METRICS}, test_s=time.perf_counter() - t0)
+        result.update(test_scalars(test), test_s=time.perf_counter() - t0)
     return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None,
                     reason), test
 
@@ -137,7 +146,7 @@ def finish_from_checkpoint(run: TrainingRun, progress: Progress, folder: Path) -
     test = None
     if run.cfg.trainer.evaluate_test:
         test = meta.get("test") or test_selected(run, progress, folder)
-    metrics = {**meta["last"], **({f"test_{m}": test[m] for m in SPLIT_METRICS} if test else {})}
+    metrics = {**meta["last"], **(test_scalars(test) if test else {})}
     return EpochEnd(progress.epoch, metrics, None, True, None), test
 
 
@@ -167,7 +176,7 @@ def summarize(run: TrainingRun, progress: Progress, test: Optional[dict], wall_s
         "peak_memory_mb": _peak_memory_mb(run.device),
     }
     if test is not None:
-        summary.update({f"test_{m}": test[m] for m in SPLIT_METRICS})
+        summary.update(test_scalars(test))
         summary.update({"test_per_class_acc": test["per_class_acc"], "test_confusion": test["confusion"],
                         "test_n": test["n"]})
     return {**summary, **run.static, "history": progress.history}
