@@ -108,8 +108,10 @@ def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dic
     keeps the full result (scalars, per-class accuracy, confusion), so reports need no re-run."""
     load_weights(run.model, run.criterion, progress.best_weights)
     test = run.evaluate(run.data.test)
-    test["extra"] = run.scheme.evaluate_extra(run, run.data.test)
-    add_to_meta(checkpoint, {"test": {k: test[k] for k in (*RESULT_KEYS, "extra")}})
+    extra = run.scheme.evaluate_extra(run, run.data.test)
+    if extra:  # the scheme's own figures (MAFER's low-resolution accuracies) are kept beside the standard ones
+        test["extra"] = extra
+    add_to_meta(checkpoint, {"test": {k: test[k] for k in (*RESULT_KEYS, "extra") if k in test}})
     return test
 
 
