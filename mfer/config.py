@@ -70,7 +70,8 @@ class ModelConfig:
     # at data.image_size), ... (mfer/model/backbone.py's feature contract).
     backbone: str = "convnext_atto"
     # ImageNet weights by timm name, ``arch`` or ``arch.tag`` (convnext_base.fb_in22k_ft_in1k), read from
-    # the Hugging Face hub cache ($HF_HOME) and downloaded into it only on a miss (mfer/model/hub.py).
+    # the Hugging Face hub cache ($HF_HOME) and downloaded into it only on a miss (mfer/model/hub.py);
+    # ``default``: timm's default weights of model.backbone (a sweep over backbones), recorded as arch.tag.
     pretrained: Optional[str] = None
     # Local pretrained weights (timm/Meta/MFER/FAER-style state dict, .pth/.safetensors); never downloaded.
     pretrained_file: Optional[str] = None
@@ -184,11 +185,57 @@ class TrainerConfig:
 
 
 @dataclass
+class AdaDFConfig:
+    """Ada-DF's settings (mfer/schemes/ada_df.py); defaults are the released code's RAF-DB command
+    (taylor-xy0827/Ada-DF README: --threshold 0.7 --beta 3 --max_weight 1.0 --min_weight 0.2; AffectNet-7
+    used threshold 0.5, beta 5)."""
+
+    threshold: float = 0.7  # a class's mean own-class probability needed to replace its distribution
+    beta: int = 3  # warm-up epochs of the CE/KL weights exp(-(1-e/beta)^2)
+    min_weight: float = 0.2  # the fusion weights are min-max rescaled to [min_weight, max_weight]
+    max_weight: float = 1.0
+    tops: float = 0.7  # fraction of the batch in the high-attention group of the rank regularisation
+    margin: float = 0.07  # the rank regularisation's margin between the two groups' mean attention
+    label_smoothing: float = 0.0  # of the auxiliary branch's CE
+
+
+@dataclass
+class MAFERConfig:
+    """MAFER's two steps as phases of one run (mfer/schemes/mafer.py; Massoli et al., arXiv 2105.02481)."""
+
+    # Epochs of step 1, multi-resolution training; the rest of the run is step 2, the fixed-resolution
+    # fine-tune. None: half the run (trainer.epochs // 2), so a study keeps its split at any length.
+    multires_epochs: Optional[int] = None
+    # LR multiplier from the switch on (our reading: the released fine-tune, main_fer_rafdb.py, trains the
+    # backbone at lr 1e-4, a small step from the model step 1 made; here one factor on the LR schedule).
+    finetune_lr_factor: float = 0.1
+    # Low-resolution evaluation: accuracy with the images bilinearly down to r x r and back up, per r.
+    eval_resolutions: list[int] = field(default_factory=lambda: [16, 32])
+
+
+@dataclass
+class DNFERConfig:
+    """DNFER's settings (mfer/schemes/dnfer.py); defaults are the released code's (github 1980x/DNFER
+    main_rafdb.py: --warmup_epochs 5, --alpha 0.5, RandomAugment(2, 10))."""
+
+    warmup_epochs: int = 5  # epochs of plain supervised training on both views, before any selection
+    alpha: float = 0.5  # loss = (1 - alpha)·supervised on the selected samples + alpha·consistency
+    n_ops: int = 2  # RandAugment operations drawn per image of the strong view
+    magnitude: float = 10.0  # their level, 0..10
+    # Thresholds thr ← momentum·thr + (1 − momentum)·(the batch's mean posteriors). 0 is the released
+    # rule, the current batch's means alone; > 0 smooths them over batches (our extension).
+    momentum: float = 0.0
+
+
+@dataclass
 class SchemeConfig:
     """How the run trains (mfer/schemes/): ``name`` is a key of ``mfer.schemes.SCHEMES``
     (standard: plain supervised training), and each scheme reads its own section below."""
 
     name: str = "standard"
+    mafer: MAFERConfig = field(default_factory=MAFERConfig)
+    ada_df: AdaDFConfig = field(default_factory=AdaDFConfig)
+    dnfer: DNFERConfig = field(default_factory=DNFERConfig)
 
 
 @dataclass

@@ -39,10 +39,20 @@ LR_SCHEDULES: dict[str, Callable[[OptimConfig, int], Callable[[int], float]]] = 
 }
 
 
-def lr_factor(cfg: OptimConfig, epochs: int, epoch: int) -> float:
-    """The schedule's LR multiplier after ``epoch`` completed epochs."""
-    return LR_SCHEDULES[cfg.scheduler](cfg, epochs)(epoch)
+def _unscaled(epoch: int) -> float:
+    return 1.0
 
 
-def build_lr_schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, LR_SCHEDULES[cfg.scheduler](cfg, epochs))
+def lr_factor(cfg: OptimConfig, epochs: int, epoch: int, multiplier: Callable[[int], float] = _unscaled) -> float:
+    """The schedule's LR multiplier after ``epoch`` completed epochs, times ``multiplier(epoch)``:
+    a training scheme's factor for the epoch (MAFER's fine-tune phase), 1 for most."""
+    return LR_SCHEDULES[cfg.scheduler](cfg, epochs)(epoch) * multiplier(epoch)
+
+
+def build_lr_schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, epochs: int,
+                      multiplier: Callable[[int], float] = _unscaled) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-epoch schedule ``lr_factor`` describes. The factor is a function of the epoch number
+    alone, so a resumed run (``apply_optim_config`` sets the LR with the same function) and an
+    uninterrupted one train every epoch at the same LR."""
+    factor = LR_SCHEDULES[cfg.scheduler](cfg, epochs)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: factor(e) * multiplier(e))

@@ -20,7 +20,8 @@ from mfer.data.formats.ferplus import LABEL_RULES
 from mfer.data.registry import CLASS_ORDER_DATASETS, DATASETS, FACE_BOX_DATASETS, VOTE_DATASETS
 from mfer.losses import FEATURE_LOSSES
 from mfer.model.attention import ATTENTION_VARIANTS
-from mfer.model.backbone import attention_stages, is_known_backbone, pretrained_architecture, pretrained_tags
+from mfer.model.backbone import (DEFAULT_WEIGHTS, attention_stages, default_weights, is_known_backbone,
+                                 pretrained_architecture, pretrained_tags)
 from mfer.model.methods import METHODS
 from mfer.schedule import LR_SCHEDULES
 from mfer.schemes import SCHEMES
@@ -50,6 +51,10 @@ def _validate_weights(cfg: TrainConfig) -> None:
         return
     _check("model.pretrained", not m.pretrained_file, f"and model.pretrained_file={m.pretrained_file} are both set: "
            "keep one (model.pretrained=null for the local file)", m.pretrained)
+    if m.pretrained == DEFAULT_WEIGHTS:
+        _check("model.pretrained", default_weights(m.backbone) is not None, f"timm lists no pretrained weights "
+               f"for model.backbone={m.backbone}: set model.pretrained=null (random init)", m.pretrained)
+        return
     found = pretrained_architecture(m.pretrained)
     _check("model.pretrained", found is not None, f"timm has no such pretrained weights; for model.backbone="
            f"{m.backbone} it has {pretrained_tags(m.backbone)[:8]}", m.pretrained)
@@ -195,8 +200,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 def to_train_config(cfg: DictConfig | dict | TrainConfig) -> TrainConfig:
     """A validated TrainConfig from a (Hydra) mapping or a TrainConfig: what every entry point
     (``mfer-train``, a sweep trial, export) turns its configuration into before using it. Backbone
-    defaults are resolved (``model.attn_stages=None`` -> the list), so what a run records is explicit."""
+    defaults are resolved (``model.attn_stages=None`` -> the list, ``model.pretrained=default`` -> timm's
+    ``arch.tag``), so what a run records is explicit."""
     cfg = validate(cfg if isinstance(cfg, TrainConfig) else merge_config(cfg))
     m = cfg.model
     stages = attention_stages(m.backbone, m.attn_stages, m.attn_variant)
-    return dataclasses.replace(cfg, model=dataclasses.replace(m, attn_stages=stages))
+    weights = default_weights(m.backbone) if m.pretrained == DEFAULT_WEIGHTS else m.pretrained
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, attn_stages=stages, pretrained=weights))

@@ -117,8 +117,8 @@ def test_the_command_lists_shows_and_refuses_in_one_line(storage, tmp_path, monk
 
 @pytest.mark.slow
 def test_mfer_status_from_another_process_shows_a_running_sweeps_trials(tmp_path):
-    """A real sweep (the smoke space, 4 trials x 2 epochs, 2 at a time) runs in one process while
-    ``mfer-status`` is called from another until it has shown a running trial and then all four finished."""
+    """A real sweep (the smoke space, 2 trials x 2 epochs, both at a time) runs in one process while
+    ``mfer-status`` is called from another until it has shown a running trial and then both finished."""
     storage, log = tmp_path / "sweeps", tmp_path / "sweep.log"
     status = [sys.executable, "-m", "mfer_platform.cli.status", f"storage_path={storage}", "name=live"]
     seen: list[str] = []
@@ -130,7 +130,7 @@ def test_mfer_status_from_another_process_shows_a_running_sweeps_trials(tmp_path
         return sum(ln.split()[2] == state for ln in rows) >= count
 
     with log.open("w") as f:
-        sweep = subprocess.Popen(sweep_cmd(storage, "live"), stdout=f, stderr=f)
+        sweep = subprocess.Popen(sweep_cmd(storage, "live", "search.num_samples=2"), stdout=f, stderr=f)
     try:
         shown = wait_for(lambda: sweep.poll() is None and shows("running", 1) or sweep.poll() is not None,
                          timeout=600, every=0.5)
@@ -141,7 +141,7 @@ def test_mfer_status_from_another_process_shows_a_running_sweeps_trials(tmp_path
         if sweep.poll() is None:
             sweep.kill()
     assert "1 running" in running.splitlines()[1] or "2 running" in running.splitlines()[1], running
-    assert shows("completed", 4), seen[-1]
+    assert shows("completed", 2), seen[-1]
     assert max(len(ln.encode()) for ln in seen[-1].splitlines()) <= 100
     for line in log.read_text().splitlines():  # the sweep's own output fits 100 columns too, but for
         # Ray's own log lines and a command to copy that carries the (test's long) storage path whole

@@ -35,10 +35,11 @@ def _assert_each_trial_once(exp: Path, n_trials: int, epochs: int) -> None:
 
 def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, ray_env):
     env = {**ray_env, "MFER_FAULTS": "raise@1", "MFER_FAULTS_DIR": str(tmp_path / "faults")}
-    out = subprocess.run(sweep_cmd(tmp_path / "store", "crash"), env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(sweep_cmd(tmp_path / "store", "crash", "search.num_samples=2"), env=env,
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert len(list((tmp_path / "faults").iterdir())) == 4  # the fault fired once in every trial
-    _assert_each_trial_once(tmp_path / "store" / "crash", 4, 2)  # ...and each resumed at epoch 2
+    assert len(list((tmp_path / "faults").iterdir())) == 2  # the fault fired once in every trial
+    _assert_each_trial_once(tmp_path / "store" / "crash", 2, 2)  # ...and each resumed at epoch 2
     status_lines = [line for line in out.stdout.splitlines() if "errored |" in line]
     assert status_lines and " 0 errored |" in status_lines[-1]  # retried, not failed
 
@@ -92,7 +93,7 @@ def test_a_trial_killed_after_interval_checkpoints_uploaded_in_the_background_re
 
 def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):
     """SIGKILL from outside, as the OOM killer does: no exception, no goodbye. Every trial stalls
-    after epoch 1 (``hang@1``) until the test kills its worker process, so each of the four kills
+    after epoch 1 (``hang@1``) until the test kills its worker process, so each of the two kills
     lands mid-trial however fast or slow the machine runs."""
     import pandas as pd
 
@@ -105,11 +106,12 @@ def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ra
             if trial not in killed and (faults / f"{trial}.hang").exists():
                 os.kill(rows[-1]["pid"], signal.SIGKILL)
                 killed.add(trial)
-        return len(killed) == 4
+        return len(killed) == 2
 
-    sweep_through_fault(sweep_cmd(tmp_path / "store", "workerkill", 'overrides=["trainer.epochs=3"]'), env,
+    sweep_through_fault(sweep_cmd(tmp_path / "store", "workerkill", "search.num_samples=2",
+                                  'overrides=["trainer.epochs=3"]'), env,
                         tmp_path / "sweep.log", ready=kill_stalled_trials, fault=lambda: None)
-    _assert_each_trial_once(exp, 4, 3)
+    _assert_each_trial_once(exp, 2, 3)
     trials = pd.read_parquet(tmp_path / "store" / "results" / "trials.parquet")
     assert (trials["retries"] >= 1).all(), trials[["trial_id", "retries"]]  # each killed trial was retried...
     log = (tmp_path / "sweep.log").read_text()
@@ -117,30 +119,30 @@ def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ra
 
 
 def test_killed_driver_resumes_without_losing_or_repeating_trials(tmp_path, ray_env):
-    exp = tmp_path / "store" / "resume"
-    first = subprocess.Popen(sweep_cmd(tmp_path / "store", "resume"), env=ray_env, start_new_session=True,
+    exp, two = tmp_path / "store" / "resume", "search.num_samples=2"
+    first = subprocess.Popen(sweep_cmd(tmp_path / "store", "resume", two), env=ray_env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: len(trial_epochs(exp)) >= 1, timeout=600), "no trial reported in time"
     finally:
         kill_group(first)
     kill_processes_mentioning(ray_env["RAY_TMPDIR"])  # the driver's local Ray dies with it
-    assert len(trial_epochs(exp)) < 4 or any(len(e) < 2 for e in trial_epochs(exp).values())
-    second = subprocess.run(sweep_cmd(tmp_path / "store", "resume"), env=ray_env, capture_output=True, text=True,
-                            timeout=900)
+    assert len(trial_epochs(exp)) < 2 or any(len(e) < 2 for e in trial_epochs(exp).values())
+    second = subprocess.run(sweep_cmd(tmp_path / "store", "resume", two), env=ray_env, capture_output=True,
+                            text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout + second.stderr
-    _assert_each_trial_once(exp, 4, 2)
+    _assert_each_trial_once(exp, 2, 2)
     # A finished sweep asked for more samples grows by a linked experiment with only the extra trials.
-    more = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=6"), env=ray_env,
+    more = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=4"), env=ray_env,
                           capture_output=True, text=True, timeout=900)
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
     _assert_each_trial_once(tmp_path / "store" / "resume-ext1", 2, 2)
-    again = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=6"), env=ray_env,
+    again = subprocess.run(sweep_cmd(tmp_path / "store", "resume", "search.num_samples=4"), env=ray_env,
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr
     res = whole_sweep(str(tmp_path / "store"), "resume")  # what reports, figures and exports read
-    assert res.experiments == ["resume", "resume-ext1"] and len(res.trials) == 6
+    assert res.experiments == ["resume", "resume-ext1"] and len(res.trials) == 4
 
 
 def test_driver_killed_after_a_trials_last_checkpoint_counts_it_once_as_completed(tmp_path, ray_env):
@@ -148,20 +150,20 @@ def test_driver_killed_after_a_trials_last_checkpoint_counts_it_once_as_complete
     trial trains nothing, reports its stored result once, and is completed (it used to end in error)."""
     exp, faults = tmp_path / "store" / "last", tmp_path / "faults"
     hang = {**ray_env, "MFER_FAULTS": "hang@2", "MFER_FAULTS_DIR": str(faults)}  # stall after the last epoch
-    first = subprocess.Popen(sweep_cmd(tmp_path / "store", "last"), env=hang, start_new_session=True,
+    cmd = sweep_cmd(tmp_path / "store", "last", "search.num_samples=2")
+    first = subprocess.Popen(cmd, env=hang, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: list(faults.glob("*.hang")) and list(exp.glob("*/checkpoint_*")), timeout=600)
     finally:
         kill_group(first)
     kill_processes_mentioning(ray_env["RAY_TMPDIR"])
-    second = subprocess.run(sweep_cmd(tmp_path / "store", "last"), env=ray_env, capture_output=True, text=True,
-                            timeout=900)
+    second = subprocess.run(cmd, env=ray_env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     # Ray's result.json holds the re-reported last epoch twice; the store counts it once, completed.
-    assert len(trial_epochs(exp)) == 4 and all(sorted(set(e)) == [1, 2] for e in trial_epochs(exp).values())
-    assert_store_holds_each_trial_once(tmp_path / "store", "last", 4, 2)
-    assert "4 completed" in second.stdout
+    assert len(trial_epochs(exp)) == 2 and all(sorted(set(e)) == [1, 2] for e in trial_epochs(exp).values())
+    assert_store_holds_each_trial_once(tmp_path / "store", "last", 2, 2)
+    assert "2 completed" in second.stdout
 
 
 @contextlib.contextmanager
@@ -192,11 +194,12 @@ def local_cluster(ray_env: dict, worker_env: dict | None = None):
 
 def test_sweep_spreads_over_a_real_two_node_cluster(tmp_path, ray_env):
     with local_cluster(ray_env) as (address, env, _):
-        out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address={address}"),
-                             env=env, capture_output=True, text=True, timeout=900)
+        # Two trials at a time, one CPU per node: the second can only run on the other node.
+        out = subprocess.run(sweep_cmd(tmp_path / "store", "twonode", f"cluster.address={address}",
+                                       "search.num_samples=2"), env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     exp = tmp_path / "store" / "twonode"
-    _assert_each_trial_once(exp, 4, 2)
+    _assert_each_trial_once(exp, 2, 2)
     assert len(trial_nodes(exp)) == 2  # trials ran on both nodes
 
 
@@ -208,9 +211,10 @@ def test_killed_worker_node_moves_its_trials_to_the_surviving_node(tmp_path, ray
     with local_cluster(ray_env, worker_env=stall) as (address, env, worker):
         (worker_id,) = worker_node_ids(address, env)
         sweep_through_fault(sweep_cmd(tmp_path / "store", "nodekill", f"cluster.address={address}",
-                                      'overrides=["trainer.epochs=4"]'), env, tmp_path / "sweep.log",
-                            ready=lambda: [worker_id] in epoch_nodes(exp).values(), fault=lambda: kill_group(worker))
-    _assert_each_trial_once(exp, 4, 4)
+                                      "search.num_samples=2", 'overrides=["trainer.epochs=4"]'), env,
+                            tmp_path / "sweep.log", ready=lambda: [worker_id] in epoch_nodes(exp).values(),
+                            fault=lambda: kill_group(worker))
+    _assert_each_trial_once(exp, 2, 4)
     began_on_worker = [nodes for nodes in epoch_nodes(exp).values() if nodes[0] == worker_id]
     # One trial began on the dead node; it finished on the survivor from its epoch-1 checkpoint.
     assert len(began_on_worker) == 1, epoch_nodes(exp)

@@ -57,6 +57,15 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float], ratio=
     return out
 
 
+def down_up(x: torch.Tensor, res: int) -> torch.Tensor:
+    """Bilinear down to ``res`` x ``res`` (antialiased, as PIL's BILINEAR when shrinking) and back to
+    the batch's size: MAFER's ``__lower_resolution`` on square images (Massoli et al., arXiv 2105.02481,
+    datasets/affwild2.py). Bilinear weights sum to one, so it commutes with the per-channel
+    normalisation: applied to the normalised tensor it equals resampling the image, then normalising."""
+    small = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(small, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+
+
 def multires(x: torch.Tensor) -> torch.Tensor:
     """MAFER multi-resolution augmentation (Massoli et al., arXiv 2105.02481, ``__lower_resolution``):
     per image res = 2^⌊3 + 5U⌋ ∈ {8,…,128}; bilinear down to res and back; images already at or
@@ -68,8 +77,7 @@ def multires(x: torch.Tensor) -> torch.Tensor:
         if r >= min(h, w):
             continue
         idx = (res == r).nonzero().flatten().to(x.device)
-        small = F.interpolate(x[idx], size=(r, r), mode="bilinear", align_corners=False, antialias=True)
-        out[idx] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        out[idx] = down_up(x[idx], r)
     return out
 
 

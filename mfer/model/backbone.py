@@ -63,6 +63,19 @@ def pretrained_tags(arch: str) -> list[str]:
     return sorted(n for n in _pretrained_names() if n.split(".")[0] == arch)
 
 
+# ``model.pretrained=default``: timm's default weights of whatever ``model.backbone`` is, so a sweep axis
+# over backbones keeps each one's ImageNet weights without a second axis that must move with it.
+DEFAULT_WEIGHTS = "default"
+
+
+def default_weights(arch: str) -> str | None:
+    """The ``arch.tag`` timm loads for ``create_model(arch, pretrained=True)`` (its first-listed tag),
+    or None if timm lists no pretrained weights for ``arch``."""
+    if pretrained_architecture(arch) is None:
+        return None
+    return f"{arch}.{get_pretrained_cfg(arch).tag}"
+
+
 def create_backbone(name: str, drop_path_rate: float, image_size: Optional[int] = None) -> nn.Module:
     """A timm model without classifier. Models timm marks ``fixed_input_size`` (ViTs: their position
     embedding has one entry per patch) are built for ``image_size``, e.g. a 4x4 grid at 64 px."""

@@ -8,10 +8,16 @@ classes, the model's pooled-feature width) and reads its own section of ``Scheme
 from __future__ import annotations
 
 from mfer.config import TrainConfig
+from mfer.schemes.ada_df import AdaDF
 from mfer.schemes.base import TrainingScheme, training_loss
+from mfer.schemes.dnfer import DNFER
+from mfer.schemes.mafer import MAFER
 
 SCHEMES: dict[str, type[TrainingScheme]] = {
     "standard": TrainingScheme,
+    "mafer": MAFER,
+    "ada_df": AdaDF,
+    "dnfer": DNFER,
 }
 
 

@@ -73,6 +73,12 @@ class TrainingScheme(nn.Module):
         """Before epoch ``epoch`` (0-based) trains, fresh or resumed: phase switches happen here."""
         self.epoch = epoch
 
+    def lr_multiplier(self, epoch: int) -> float:
+        """The scheme's factor on the LR schedule during epoch ``epoch`` (0-based), 1 unless a phase
+        trains at another LR (MAFER's fine-tune). The schedule and a resume both read it
+        (``mfer.schedule.lr_factor``), so it must depend on the epoch number alone."""
+        return 1.0
+
     def end_epoch(self) -> dict[str, float]:
         """After the epoch's last step: update per-epoch state; scalars for the epoch's metrics row
         (prefixed ``scheme_`` there)."""

@@ -28,7 +28,7 @@ from mfer.model.output import ModelOutput
 from mfer.provenance import environment, git_commit
 from mfer.schedule import build_lr_schedule
 from mfer.schemes import TrainingScheme, build_scheme
-from mfer.train.evaluate import evaluate
+from mfer.train.evaluate import InputTransform, evaluate
 
 
 @dataclass
@@ -58,11 +58,12 @@ class TrainingRun:
         the method plug-ins whose own losses need labels (DAN's affinity, FDRL's distribution)."""
         return (self.compiled_forward or self.model.forward_train)(x, targets=targets)
 
-    def evaluate(self, split: ArraySplit) -> dict:
-        """Metrics of the current weights on ``split`` (``mfer.train.evaluate.evaluate``)."""
+    def evaluate(self, split: ArraySplit, transform: InputTransform = None) -> dict:
+        """Metrics of the current weights on ``split`` (``mfer.train.evaluate.evaluate``), the model
+        input passed through ``transform`` first when one is given (a scheme's degraded evaluation)."""
         d = self.cfg.data
         return evaluate(self.model, split, len(self.data.classes), d.eval_batch_size, self.device, d.image_size,
-                        self.channels_last, self.autocast)
+                        self.channels_last, self.autocast, transform)
 
 
 def autocast_factory(amp: str, device: torch.device) -> tuple[Callable, Optional[torch.dtype]]:
@@ -153,7 +154,7 @@ def build_run(cfg: TrainConfig, data: Optional[DatasetBundle] = None) -> Trainin
     return TrainingRun(
         cfg=cfg, data=data, device=device, autocast=autocast, amp_dtype=amp_dtype, channels_last=channels_last,
         model=model, criterion=criterion, scheme=scheme, optimizer=optimizer,
-        scheduler=build_lr_schedule(optimizer, cfg.optim, tc.epochs),
+        scheduler=build_lr_schedule(optimizer, cfg.optim, tc.epochs, scheme.lr_multiplier),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
         augment=BatchAugment(dc.hflip, dc.random_erasing, tuple(dc.erasing_scale), dc.multires),
         params=params,

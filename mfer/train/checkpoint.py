@@ -205,14 +205,15 @@ def final_progress(folder: Path, selection_metric: str) -> Progress:
 
 
 def apply_optim_config(run: TrainingRun) -> None:
-    """After loading optimizer state, the config's lr and weight decay win over the saved ones.
+    """After loading optimizer state, the config's lr and weight decay win over the saved ones; the LR
+    is set for the epoch to come as the schedule sets it (``lr_factor``, the scheme's phase factor included).
 
     For a plain resume they are equal; for PBT's exploit step (another trial's checkpoint with a
     mutated config) this is what makes the mutation take effect.
     """
     o, opt, sched = run.cfg.optim, run.optimizer, run.scheduler
     sched.base_lrs = [o.lr] * len(opt.param_groups)
-    factor = lr_factor(o, run.cfg.trainer.epochs, sched.last_epoch)
+    factor = lr_factor(o, run.cfg.trainer.epochs, sched.last_epoch, run.scheme.lr_multiplier)
     for group in opt.param_groups:
         group["initial_lr"] = o.lr
         group["lr"] = o.lr * factor

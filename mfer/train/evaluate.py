@@ -1,8 +1,11 @@
 """Evaluation: summed-head predictions over a split into one confusion matrix, plus the
-compactness of the pooled features (both computed once over the whole split)."""
+compactness of the pooled features (both computed once over the whole split). An optional
+``transform`` of the normalised model input evaluates the same split under a degradation (MAFER's
+low-resolution accuracies) without a second copy of this code."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -22,15 +25,20 @@ class Predictions:
     labels: torch.Tensor  # (N,)
 
 
+# A function of the normalised NCHW model input, applied before the forward (None: the input as is).
+InputTransform = Optional[Callable[[torch.Tensor], torch.Tensor]]
+
+
 @torch.no_grad()
 def predict(model, split: ArraySplit, batch_size: int, device: torch.device, size: int,
-            channels_last: bool, autocast) -> Predictions:
+            channels_last: bool, autocast, transform: InputTransform = None) -> Predictions:
     """Logits and pooled features from one pass of the backbone (timm contract: features, then head)."""
     model.eval()
     logits, features, labels = [], [], []
     for x, y, *_ in iterate_batches(split, batch_size, device, np.arange(len(split))):
         with autocast():
-            fmap = model.forward_features(to_model_input(x, size, channels_last))
+            x = to_model_input(x, size, channels_last)
+            fmap = model.forward_features(x if transform is None else transform(x))
             feature = model.forward_head(fmap, pre_logits=True)
             out = model.classify(feature)
         logits.append(out.float().cpu())
@@ -40,8 +48,8 @@ def predict(model, split: ArraySplit, batch_size: int, device: torch.device, siz
 
 
 def evaluate(model, split: ArraySplit, num_classes: int, batch_size: int, device: torch.device, size: int,
-             channels_last: bool, autocast) -> dict:
-    p = predict(model, split, batch_size, device, size, channels_last, autocast)
+             channels_last: bool, autocast, transform: InputTransform = None) -> dict:
+    p = predict(model, split, batch_size, device, size, channels_last, autocast, transform)
     cm = confusion_matrix(p.labels, p.logits.argmax(1), num_classes).numpy()
     loss = torch.nn.functional.cross_entropy(p.logits, p.labels).item()
     return {**summarize(cm), "loss": loss, "compactness": feature_compactness(p.features, p.labels),
