@@ -2,9 +2,10 @@
 
 ``forward_train(x, targets=None)`` of any model the trainer trains returns a ``ModelOutput``. The
 training step computes the criterion on ``(logits, feature, targets)`` and adds every entry of
-``aux_losses``: a method with losses of its own (DAN's affinity loss, FDRL's decomposition losses,
-Ada-DF's distribution-distillation terms) computes them inside ``forward_train`` and returns them
-there, and the loop needs no change. The training step passes the batch's labels as ``targets``,
+``aux_losses``: a method with losses of its own (DAN's affinity loss, FDRL's decomposition losses)
+computes them inside ``forward_train`` and returns them there, and the loop needs no change. What
+changes how a model is trained rather than what it computes (Ada-DF's distribution fusion, DNFER's
+sample selection) is a training scheme instead (``mfer.schemes``), which reads this same output. The training step passes the batch's labels as ``targets``,
 since some of those losses pull features to class centres (DAN's affinity loss); a model without
 such losses ignores them. ``feature_maps`` holds the intermediate maps a component asked for
 by name (``forward_train(x, maps=...)``), so a loss or a probe reads them without hooks.
