@@ -34,7 +34,7 @@ def _report(cfg) -> None:
     from mfer_platform.report.figures.sweep import FigureOptions
     from mfer_platform.report.published import paper_column
     from mfer_platform.report.sweep_report import make_report
-    from mfer_platform.report.tables import to_terminal
+    from mfer_platform.report.tables import cross_terminal, to_terminal
     from mfer_platform.results.stats import StatsError
     from mfer_platform.results.summary import whole_sweep
     from mfer_platform.terminal import WIDTH
@@ -48,6 +48,8 @@ def _report(cfg) -> None:
         paths = make_report(str(cfg.storage_path), name, cfg.output_dir, baseline, cfg.top_k, figures)
         res = whole_sweep(str(cfg.storage_path), name, baseline)  # the store is current now: a quick read
     print(to_terminal(res.cmp, paper_column(res.cmp, res.record), width=None if cfg.wide else WIDTH))
+    if res.cross is not None:
+        print("\n" + cross_terminal(res.cross, width=None if cfg.wide else WIDTH))
     for kind, path in paths.items():
         print(f"{kind:>7}: {path}")
 

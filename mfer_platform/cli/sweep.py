@@ -46,10 +46,13 @@ def _section_overrides(cfg: DictConfig) -> dict:
 def requested_space(cfg: DictConfig) -> SearchSpace:
     """The search space the composed command asks for, with the scale preset and the command line's
     settings applied — the scale preset first, so the command line's own settings win over it."""
+    from omegaconf import OmegaConf
+
     from mfer_platform.sweep.spaces import load_space
 
     return load_space(str(cfg.search_space), {**_section_overrides(cfg.scale), **_section_overrides(cfg)},
-                      extra_base=[*cfg.scale.overrides, *cfg.overrides])
+                      extra_base=[*cfg.scale.overrides, *cfg.overrides],
+                      swaps=OmegaConf.to_container(cfg.scale).get("swaps"))
 
 
 def _command(setting: str = "") -> str:
@@ -77,7 +80,7 @@ def _sweep(cfg: DictConfig) -> None:
     from mfer.cli.errors import user_errors
     from mfer_platform.layout import StoreError, normalize_storage, safe_name
     from mfer_platform.report.published import paper_column
-    from mfer_platform.report.tables import to_terminal
+    from mfer_platform.report.tables import cross_terminal, to_terminal
     from mfer_platform.results import store
     from mfer_platform.results.stats import StatsError
     from mfer_platform.results.summary import compare_experiments
@@ -115,6 +118,8 @@ def _sweep(cfg: DictConfig) -> None:
     statuses = ", ".join(f"{n} {s}" for s, n in res.trials["status"].value_counts().items())
     print(f"\n{len(res.trials)} trials ({statuses}); results store:\n  {storage}/results/trials.parquet\n")
     print(to_terminal(res.cmp, paper_column(res.cmp, res.record), width=None if cfg.wide else WIDTH))
+    if res.cross is not None:
+        print("\n" + cross_terminal(res.cross, width=None if cfg.wide else WIDTH))
     print(f"\nreport: mfer-report storage_path={storage} name={name} output_dir=reports/{name}")
 
 

@@ -26,9 +26,9 @@ from mfer_platform.report.plots import (ablation_bars, class_labels, compute_fig
                                         parallel_coordinates, pareto_figure, per_class_heatmap, per_class_vs_paper)
 from mfer_platform.report.published import PaperColumn, paper_column
 from mfer_platform.report.study_plots import history_figure, importance_caption, importance_figure, intermediate_figure
-from mfer_platform.report.tables import to_html, write_tables
+from mfer_platform.report.tables import cross_html, to_html, write_tables
 from mfer_platform.report.trials import legend_table, shown_label, trials_section
-from mfer_platform.results.stats import Comparison, best_trial
+from mfer_platform.results.stats import Comparison, CrossComparison, best_trial
 from mfer_platform.results.summary import whole_sweep
 
 log = logging.getLogger("mfer_platform")
@@ -52,6 +52,7 @@ class ReportInputs:
     cmp: Comparison
     paper: Optional[PaperColumn] = None  # published figures beside ours (paper studies only)
     figures: Optional[SweepFigures] = None  # t-SNE panel and Grad-CAM grids (they need the checkpoints)
+    cross: Optional[CrossComparison] = None  # rows x the other varied factors (method x backbone)
 
 
 def _study_figures(inp: ReportInputs) -> tuple[dict, dict]:
@@ -66,6 +67,14 @@ def _study_figures(inp: ReportInputs) -> tuple[dict, dict]:
         "Parameter importance": importance_figure(importances, spec.factors),
     }
     return figures, {"Parameter importance": importance_caption(importances)}
+
+
+def _cross_section(cross: Optional[CrossComparison]) -> str:
+    """The rows x columns tables (each row vs its column's own baseline row), where the study has them."""
+    if cross is None:
+        return ""
+    title = "Rows by the other varied factors (Δ vs each column's own baseline)"
+    return f"<section><h2>{html.escape(title)}</h2>{cross_html(cross)}</section>"
 
 
 def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Path:
@@ -96,7 +105,7 @@ def build_report(inp: ReportInputs, path: str | Path, top_k: int = TOP_K) -> Pat
             f"{html.escape(cmp.best)}; best seed: trial "
             f"{html.escape(str(best['trial_id']))} (seed {best['seed']})</p><p>{_provenance(trials)}</p>")
     table = (f"<section><h2>Comparison table</h2>{to_html(cmp, inp.paper, short=True)}<h3>Groups</h3>"
-             f"{legend_table(cmp)}</section>{trials_section(cmp, trials)}")
+             f"{legend_table(cmp)}</section>{_cross_section(inp.cross)}{trials_section(cmp, trials)}")
     return write_page(path, f"{inp.experiment} — MFER sweep report", head + table + "".join(sections))
 
 
@@ -118,9 +127,9 @@ def make_report(storage_path: str, name: str, output_dir: str | Path, baseline: 
     ``output_dir``; with ``figures``, also the paper's figures (Grad-CAM PNGs in ``output_dir/gradcam/``)."""
     res = whole_sweep(storage_path, name, baseline)
     paper = paper_column(res.cmp, res.record)
-    paths = write_tables(res.cmp, output_dir, paper)
+    paths = write_tables(res.cmp, output_dir, paper, res.cross)
     figs = _figures_if_data(storage_path, res.cmp, res.trials, output_dir, figures) if figures else None
-    inputs = ReportInputs(name, res.record, res.trials, res.epochs, res.cmp, paper, figs)
+    inputs = ReportInputs(name, res.record, res.trials, res.epochs, res.cmp, paper, figs, res.cross)
     paths["html"] = build_report(inputs, Path(output_dir) / "report.html", top_k)
     if figs:
         paths["gradcam"] = Path(output_dir) / GRADCAM_DIR

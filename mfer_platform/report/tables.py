@@ -14,9 +14,11 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
+import pandas as pd
+
 from mfer_platform.keys import METRIC_MODES, PRETTY, RATIOS
 from mfer_platform.results.cells import fmt, metric_cell, p_text
-from mfer_platform.results.stats import NO_TEST, PAIRED, Comparison
+from mfer_platform.results.stats import NO_TEST, PAIRED, Comparison, CrossComparison
 from mfer_platform.terminal import WIDTH, clip, columns, fill, pad
 
 if TYPE_CHECKING:
@@ -33,8 +35,9 @@ def column_name(metric: str, delta_vs: Optional[str] = None) -> str:
     return f"Δ {name} vs {delta_vs}" + ("" if metric in RATIOS else " (pp)")
 
 
-def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
-    """``+1.20 [0.31, 2.09] p=0.024 Holm (paired t, n=3 pairs)`` against the reference group."""
+def delta_cell(cmp: Comparison, s: Mapping[str, Any], brief: bool = False) -> str:
+    """``+1.20 [0.31, 2.09] p=0.024 Holm (paired t, n=3 pairs)`` against the reference group; ``brief``:
+    ``+1.20 [0.31, 2.09] (n=3)``, the CI and n without the test (the caption names it)."""
     if s["group"] == cmp.reference:
         return BASELINE if cmp.reference_is_baseline else REFERENCE
     if s["n"] == 0 or math.isnan(s["delta"]):
@@ -42,9 +45,12 @@ def delta_cell(cmp: Comparison, s: Mapping[str, Any]) -> str:
     m = s["metric"]
     delta = fmt(m, s["delta"], signed=True)
     if s["test"] == NO_TEST:
-        return f"{delta} (no test)"
-    n = f"n={s['n_pairs']} pairs" if s["test"] == PAIRED else f"n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']}"
+        return f"{delta} (n={s['n']}, no test)" if brief else f"{delta} (no test)"
+    pairs = "" if brief else " pairs"
+    n = f"n={s['n_pairs']}{pairs}" if s["test"] == PAIRED else f"n={s['n']} vs {cmp.stat(cmp.reference, s['metric'])['n']}"
     ci = f"[{fmt(m, s['delta_ci_low'], True)}, {fmt(m, s['delta_ci_high'], True)}]"
+    if brief:
+        return f"{delta} {ci} ({n})"
     p = "p=n/a" if math.isnan(s["p_holm"]) else p_text(s["p_holm"])
     return f"{delta} {ci} {p} Holm ({s['test']}, {n})"
 
@@ -113,15 +119,23 @@ def _render(cmp: Comparison, escape: Callable[[str], str], paper: Optional[Paper
     return [escape(h) for h in header], [[escape(c) for c in r] for r in rows], escape(cap)
 
 
-def to_markdown(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
-    header, rows, cap = _render(cmp, _markdown_escape, paper)
+def _markdown_table(header: list[str], rows: list[list[str]], cap: str) -> str:
+    """An escaped grid as a Markdown table, its caption below."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + f"\n\n{cap}\n"
 
 
+def to_markdown(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
+    return _markdown_table(*_render(cmp, _markdown_escape, paper))
+
+
 def to_latex(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
-    header, rows, cap = _render(cmp, latex_escape, paper)
+    return _latex_table(*_render(cmp, latex_escape, paper))
+
+
+def _latex_table(header: list[str], rows: list[list[str]], cap: str) -> str:
+    """An escaped grid as a booktabs table with its caption."""
     body = [" & ".join(r) + r" \\" for r in rows]
     return "\n".join([
         r"% requires \usepackage{booktabs}",
@@ -133,7 +147,11 @@ def to_latex(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
 
 
 def to_html(cmp: Comparison, paper: Optional[PaperColumn] = None, short: bool = False) -> str:
-    header, rows, cap = _render(cmp, html.escape, paper, short)
+    return _html_table(*_render(cmp, html.escape, paper, short))
+
+
+def _html_table(header: list[str], rows: list[list[str]], cap: str) -> str:
+    """An escaped grid as the HTML report's table, its caption below."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (f'<table class="comparison"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -149,14 +167,91 @@ def to_csv(cmp: Comparison, paper: Optional[PaperColumn] = None) -> str:
     return cmp.stats.merge(factors, on="group", how="left").to_csv(index=False)
 
 
-def write_tables(cmp: Comparison, out_dir: str | Path, paper: Optional[PaperColumn] = None) -> dict[str, Path]:
-    """``comparison.md``, ``comparison.csv`` and ``comparison.tex`` in ``out_dir``."""
+# ---------------------------------------------------------------- rows x columns (method x backbone)
+_STD = re.compile(r"\s±\s\S+")  # a cell's sample std (the brief copy keeps the mean, CI and n)
+
+
+def cross_metrics(cross: CrossComparison) -> list[str]:
+    """The metrics a cross table is shown for: the Δ columns of the comparison tables."""
+    return next((delta_metrics(c) for c in cross.columns.values() if c is not None), [])
+
+
+def cross_cell(cross: CrossComparison, row: str, column: str, metric: str, brief: bool = False) -> str:
+    """The baseline row's mean [CI] (n), any other row's Δ vs its column's baseline with the test's CI and n."""
+    if cross.columns[column] is None:
+        return f"– (no completed {cross.baseline_row})"
+    s = cross.stat(row, column, metric)
+    if s is None:
+        return "– (n=0)"
+    if row == cross.baseline_row:
+        return _STD.sub("", metric_cell(s)) if brief else metric_cell(s)
+    return delta_cell(cross.columns[column], s, brief)
+
+
+def cross_grid(cross: CrossComparison, metric: str, brief: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per study row, the baseline first; one column per value of the other factors,
+    headed by the value alone where one factor makes the columns (``resnet18``, the factor named once)."""
+    rows = [[f"{r} ({BASELINE})" if r == cross.baseline_row and r != BASELINE else r,
+             *(cross_cell(cross, r, c, metric, brief) for c in cross.columns)] for r in cross.rows]
+    factors = {c.split("=", 1)[0] for c in cross.columns}
+    if len(factors) == 1 and not any(", " in c for c in cross.columns):
+        return [f"{column_name(metric)} by {factors.pop()}", *(c.split("=", 1)[1] for c in cross.columns)], rows
+    return [column_name(metric), *cross.columns], rows
+
+
+def cross_caption(cross: CrossComparison, brief: bool = False) -> str:
+    conf = next(f"{100 * c.spec.confidence:g}" for c in cross.columns.values() if c is not None)
+    b, spread, where = cross.baseline_row, "" if brief else " ± sample std", " (in cross.md)" if brief else ""
+    return (f"Rows by the other factors the study varied (one column each), in %. Row {b}: its mean{spread} "
+            f"[{conf}% CI, Student t] (n seeds). Other rows: Δ = the row's mean − the mean of "
+            f"{b} in the same column, in percentage points, [{conf}% CI of the test]: paired t-test on the seeds "
+            f"both ran (n = pairs), Welch t-test when fewer than 2 are shared (n = the row's seeds vs {b}'s); "
+            f"p-values{where} Holm-corrected over each column's comparisons; completed trials only.")
+
+
+def _cross_render(cross: CrossComparison, escape: Callable[[str], str],
+                  table: Callable[[list[str], list[list[str]], str], str]) -> str:
+    """One table per shown metric, each escaped and laid out by ``table``."""
+    parts = []
+    for metric in cross_metrics(cross):
+        header, rows = cross_grid(cross, metric)
+        parts.append(table([escape(h) for h in header], [[escape(c) for c in r] for r in rows],
+                           escape(cross_caption(cross))))
+    return "\n".join(parts)
+
+
+def cross_markdown(cross: CrossComparison) -> str:
+    return _cross_render(cross, _markdown_escape, _markdown_table)
+
+
+def cross_latex(cross: CrossComparison) -> str:
+    return _cross_render(cross, latex_escape, _latex_table)
+
+
+def cross_html(cross: CrossComparison) -> str:
+    return _cross_render(cross, html.escape, _html_table)
+
+
+def cross_csv(cross: CrossComparison) -> str:
+    """Long format, fractions at full precision: each column's statistics (STAT_COLUMNS) under its label."""
+    return pd.concat([c.stats.assign(column=label) for label, c in cross.columns.items() if c is not None],
+                     ignore_index=True).to_csv(index=False)
+
+
+def write_tables(cmp: Comparison, out_dir: str | Path, paper: Optional[PaperColumn] = None,
+                 cross: Optional[CrossComparison] = None) -> dict[str, Path]:
+    """``comparison.md``, ``comparison.csv`` and ``comparison.tex`` in ``out_dir``; with ``cross``, also
+    ``cross.md``, ``cross.csv`` and ``cross.tex``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
         paths[ext] = out / f"comparison.{ext}"
         paths[ext].write_text(render(cmp, paper), encoding="utf-8")
+    if cross is not None and cross_metrics(cross):
+        for ext, render_cross in (("md", cross_markdown), ("csv", cross_csv), ("tex", cross_latex)):
+            paths[f"cross {ext}"] = out / f"cross.{ext}"
+            paths[f"cross {ext}"].write_text(render_cross(cross), encoding="utf-8")
     return paths
 
 
@@ -223,3 +318,23 @@ def to_terminal(cmp: Comparison, paper: Optional[PaperColumn] = None, width: Opt
     lines.append(fill(f"CIs and tests are in comparison.md (or print with wide=true){more}.", width))
     lines += ["", fill(caption(cmp) + (f" {paper.note}" if paper else ""), width)]
     return "\n".join(lines)
+
+
+def cross_terminal(cross: CrossComparison, width: Optional[int] = WIDTH) -> str:
+    """The cross tables as the commands print them: ``width=None`` (``wide=true``) the Markdown; otherwise
+    aligned columns within ``width``, each cell its mean or Δ with the CI and n, the test said in the caption."""
+    if width is None or not cross_metrics(cross):
+        return cross_markdown(cross)
+    lines = []
+    for metric in cross_metrics(cross):
+        header, rows = cross_grid(cross, metric, brief=True)
+        lines.append(f"{header[0]}:")  # a title line, so the label column is only as wide as the row names
+        header[0] = ""
+        widths = [_column_width(h, [r[i] for r in rows]) for i, h in enumerate(header)]
+        shown = _fitting_columns(widths, width, [])
+        lines += _aligned([header[i] for i in shown], [[r[i] for i in shown] for r in rows], [widths[i] for i in shown])
+        hidden = [header[i] for i in range(len(header)) if i not in shown]
+        if hidden:
+            lines.append(fill(f"Not shown at this width (see cross.md, or wide=true): {', '.join(hidden)}.", width))
+        lines.append("")
+    return "\n".join(lines + [fill(cross_caption(cross, brief=True), width)])

@@ -12,6 +12,7 @@ metric, never on test (fer_pitfalls #2).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import Counter
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mfer_platform.keys import COMPARED_METRICS, METRIC_MODES
+from mfer_platform.keys import COMPARED_METRICS, METRIC_MODES, ROW_KEY
 from mfer_platform.overrides import choice_text
 
 STAT_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "delta", "delta_ci_low",
@@ -275,6 +276,45 @@ def compare(trials: pd.DataFrame, spec: CompareSpec) -> Comparison:
     stats = pd.concat(frames, ignore_index=True)[list(STAT_COLUMNS)]
     return Comparison(spec, groups.drop(columns="_key"), stats, groups.loc[0, "group"], reference,
                       bool(spec.baseline), excluded)
+
+
+@dataclass
+class CrossComparison:
+    """A study's rows by the other factors it varied (e.g. method x backbone): per column, the column's
+    own trials compared with its own baseline row, so each Δ is against the same backbone's baseline."""
+
+    rows: list[str]  # row names, table order (the baseline first)
+    baseline_row: str
+    columns: dict[str, Optional[Comparison]]  # column label -> its comparison; None: no completed baseline row
+
+    def stat(self, row: str, column: str, metric: str) -> Optional[dict[str, Any]]:
+        """The row's statistics in one column, or None where the row (or the column's baseline) has no
+        completed trial."""
+        cmp = self.columns[column]
+        group = f"{ROW_KEY}={value_text(row)}"
+        return cmp.stat(group, metric) if cmp is not None and group in set(cmp.groups["group"]) else None
+
+
+def cross_compare(trials: pd.DataFrame, spec: CompareSpec, row_order: Sequence[str] = ()) -> Optional[CrossComparison]:
+    """The cross table of a study whose baseline names a row and that varied more than its rows (None
+    for any other sweep): columns are the values of the other factors together, and each column is
+    ``compare``d on its own trials with the baseline row as the reference — paired over the seeds it
+    shares with that column's baseline, Welch otherwise."""
+    others = [f for f in spec.factors if f != ROW_KEY]
+    if not others or not spec.baseline or ROW_KEY not in spec.baseline or ROW_KEY not in spec.factors:
+        return None
+    baseline_row = str(spec.baseline[ROW_KEY])
+    column_spec = dataclasses.replace(spec, factors=[ROW_KEY], baseline={ROW_KEY: baseline_row})
+    keys, labels = group_index(trials, others)
+    columns: dict[str, Optional[Comparison]] = {}
+    for key in sorted(dict.fromkeys(keys), key=lambda k: labels[k]):
+        try:
+            columns[labels[key]] = compare(trials[keys == key], column_spec)
+        except StatsError:  # nothing completed in the column, or not its baseline row: its cells say so
+            columns[labels[key]] = None
+    seen = [str(plain(r)) for r in dict.fromkeys(trials[ROW_KEY])]
+    rest = [r for r in dict.fromkeys([*map(str, row_order), *seen]) if r in seen and r != baseline_row]
+    return CrossComparison([baseline_row, *rest], baseline_row, columns)
 
 
 def ranked_trials(cmp: Comparison, trials: pd.DataFrame, group: Optional[str] = None) -> pd.DataFrame:

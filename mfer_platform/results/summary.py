@@ -10,7 +10,7 @@ import pandas as pd
 
 from mfer_platform.layout import experiment_chain, read_sweep_record
 from mfer_platform.results import store
-from mfer_platform.results.stats import Comparison, compare, spec_from_record
+from mfer_platform.results.stats import Comparison, CrossComparison, compare, cross_compare, spec_from_record
 
 
 @dataclass
@@ -20,6 +20,7 @@ class SweepResults:
     trials: pd.DataFrame  # all their trials (column ``experiment`` says whose)
     epochs: pd.DataFrame  # all their trials' epochs
     cmp: Comparison
+    cross: Optional[CrossComparison] = None  # rows x the other varied factors, each column vs its own baseline row
 
 
 def sweep_experiments(storage_path: str, name: str) -> list[str]:
@@ -40,7 +41,9 @@ def compare_experiments(storage_path: str, experiments: list[str], baseline: Opt
     trials = pd.concat([t for t, _ in parts], ignore_index=True)
     epochs = pd.concat([e for _, e in parts], ignore_index=True)
     record = read_sweep_record(storage_path, experiments[0])
-    return SweepResults(experiments, record, trials, epochs, compare(trials, spec_from_record(record, baseline)))
+    spec = spec_from_record(record, baseline)
+    return SweepResults(experiments, record, trials, epochs, compare(trials, spec),
+                        cross_compare(trials, spec, list(record.get("rows") or {})))
 
 
 def whole_sweep(storage_path: str, name: str, baseline: Optional[dict] = None) -> SweepResults:

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -384,6 +386,48 @@ def _parse_rows(source: str, raw: Any, known: dict[str, Any], params: list[Param
     return rows
 
 
+def _check_cells(source: str, s: SearchSpace) -> None:
+    """Rows and grid values are each checked against the base alone; a combination of them can still
+    be refused (DS attention stages on a ViT): every cell of the grid, as a trial builds it, is checked too."""
+    grid = [p for p in s.params if p.kind == "grid"]
+    if len(grid) + bool(s.rows) < 2:
+        return  # one axis: each of its values was checked already
+    for row in list(s.rows) or [None]:
+        for values in itertools.product(*(p.values for p in grid)):
+            cell = dict(zip((p.key for p in grid), values))
+            try:
+                apply_overrides(s.base_dict, {**s.rows.get(row, {}), **cell})
+            except (ConfigError, ValueError) as e:
+                raise _err(source, f"rows.{row}" if row else "params", f"with {cell}: rejected by the trainer: "
+                           f"{e}") from None
+
+
+def swap_values(raw: dict, swaps: dict[str, dict], source: str) -> dict:
+    """``raw`` with a scale preset's ``swaps`` ({dotted key: {study's value: scale's value}}) applied to the
+    values the study names for each key — grid and choice options, rows, baseline — so e.g. scale=smoke
+    keeps a study's backbone axis with each full-size model swapped for a CPU-sized one of its family.
+    Values not listed stay as they are."""
+    out = copy.deepcopy(raw)
+    # a params or rows section that is no mapping is refused by parse_space, naming it
+    params, rows = (out.get(k) if isinstance(out.get(k), dict) else {} for k in ("params", "rows"))
+    for key, table in (swaps or {}).items():
+        def swap(v: Any) -> Any:
+            return table.get(v, v) if isinstance(v, str) else v
+
+        spec = params.get(key)
+        for kind in ("choice", "grid"):
+            if isinstance(spec, dict) and isinstance(spec.get(kind), list):
+                swapped = [swap(v) for v in spec[kind]]
+                if len({json.dumps(v) for v in swapped}) < len(swapped):
+                    raise _err(source, f"params.{key}.{kind}", f"the scale preset swaps {spec[kind]} for "
+                               f"{swapped}, two of them alike: list one value per family, or use scale=full")
+                spec[kind] = swapped
+        for section in [*rows.values(), out.get("baseline")]:
+            if isinstance(section, dict) and key in section:
+                section[key] = swap(section[key])
+    return out
+
+
 def _check_baseline(source: str, space: SearchSpace) -> None:
     for k, v in space.baseline.items():
         if k not in space.factors:
@@ -394,11 +438,13 @@ def _check_baseline(source: str, space: SearchSpace) -> None:
 
 
 def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | None = None,
-                extra_base: list[str] | None = None) -> SearchSpace:
+                extra_base: list[str] | None = None, swaps: dict[str, dict] | None = None) -> SearchSpace:
     """Validate a parsed YAML mapping; ``overrides`` set search/scheduler/resources fields, ``extra_base``
-    appends mfer-train overrides to the file's ``base`` (both from the CLI)."""
+    appends mfer-train overrides to the file's ``base`` (both from the CLI), ``swaps`` are a scale
+    preset's (``swap_values``)."""
     if not isinstance(raw, dict):
         raise SpaceError(f"{source}: the file must hold a mapping of keys (description, base, params, search…)")
+    raw = swap_values(raw, swaps or {}, source)
     _only(source, "", raw, {"description", "base", "params", "rows", "search", "scheduler", "resources", "baseline"})
     base = raw.get("base") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
@@ -434,15 +480,17 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     _check_storage(source, space)
     for p in params:
         _check_values(source, p, base_dict)
+    _check_cells(source, space)
     if space.baseline is not None:
         _check_baseline(source, space)
     return space
 
 
-def load_space(name: str, overrides: dict[str, Any] | None = None, extra_base: list[str] | None = None) -> SearchSpace:
+def load_space(name: str, overrides: dict[str, Any] | None = None, extra_base: list[str] | None = None,
+               swaps: dict[str, dict] | None = None) -> SearchSpace:
     path = resolve_space_file(name)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: not valid YAML: {e}") from None
-    return parse_space(raw, name, str(path), overrides, extra_base)
+    return parse_space(raw, name, str(path), overrides, extra_base, swaps)
