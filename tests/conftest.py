@@ -82,6 +82,22 @@ def compose_train(*overrides: str):
     return to_train_config(OmegaConf.to_container(cfg, resolve=True))
 
 
+def fit_keeping(cfg, tmp_path: Path, epochs) -> tuple[dict, dict[int, Path]]:
+    """``fit(cfg)`` into ``tmp_path/full``, keeping a copy of the checkpoint of each epoch in ``epochs``
+    (fit deletes older ones as it goes) to resume from: (metrics, {epoch: copied folder})."""
+    import shutil
+
+    from mfer.train import fit
+
+    kept: dict[int, Path] = {}
+
+    def keep(end) -> None:
+        if end.epoch in epochs:
+            kept[end.epoch] = Path(shutil.copytree(end.checkpoint_dir, tmp_path / f"epoch_{end.epoch}"))
+
+    return fit(cfg, tmp_path / "full", on_epoch=keep), kept
+
+
 TINY = (
     "data.image_size=32", "data.synthetic_train=140", "data.synthetic_test=70", "data.batch_size=16",
     "data.val_fraction=0.2", "trainer.epochs=2", "trainer.device=cpu",

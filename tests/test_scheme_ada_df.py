@@ -4,7 +4,6 @@ by name."""
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from mfer.schemes.ada_df import (AdaDF, fused_target, fusion_weights, initial_di
 from mfer.train import fit
 from mfer.train.checkpoint import load_state
 
-from .conftest import TINY, compose_train
+from .conftest import TINY, compose_train, fit_keeping
 
 ADA_DF = (*TINY, "scheme.name=ada_df")
 
@@ -95,24 +94,18 @@ def test_the_target_branch_is_the_models_head_trained_towards_the_class_distribu
 def test_ada_df_trains_updates_its_class_distributions_and_resumes_exactly(tmp_path):
     cfg = compose_train(*ADA_DF, "scheme.ada_df.threshold=0.1", "scheme.ada_df.beta=2", "trainer.epochs=2",
                         "trainer.max_steps_per_epoch=2", "trainer.checkpoint_every=1", "trainer.checkpoint_every_s=0")
-    kept = []
-
-    def keep_epoch_one(end):  # fit deletes older checkpoints: keep epoch 1's to resume from
-        if end.epoch == 1:
-            kept.append(shutil.copytree(end.checkpoint_dir, tmp_path / "epoch_1"))
-
-    full = fit(cfg, tmp_path / "full", on_epoch=keep_epoch_one)
+    full, kept = fit_keeping(cfg, tmp_path, epochs=(1,))
     history = full["history"]
     assert all(math.isfinite(h["train_loss"]) for h in history)
     assert [h["scheme_kl_weight"] for h in history] == [pytest.approx(math.exp(-0.25)), 1.0]  # β = 2: ramped in
     assert all(0 < h["scheme_attention"] < 1 and h["scheme_confident_classes"] > 0 for h in history)
 
-    dist = load_state(kept[0])["scheme"]["class_dist"]
+    dist = load_state(kept[1])["scheme"]["class_dist"]
     k = dist.shape[0]
     assert not torch.allclose(dist, initial_distributions(k, 0.1))  # replaced by the auxiliary means
     assert torch.allclose(dist.sum(1), torch.ones(k))
 
-    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[0])
+    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[1])
     assert resumed["val_acc"] == full["val_acc"] and resumed["test_acc"] == full["test_acc"]
     assert [h["scheme_attention"] for h in resumed["history"]] == [h["scheme_attention"] for h in history]
 

@@ -4,7 +4,6 @@ code computes them, a run trains and resumes exactly, and bad settings are refus
 from __future__ import annotations
 
 import math
-import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +16,7 @@ from mfer.schemes.dnfer import DNFER, clean_mask, symmetric_kl, updated_threshol
 from mfer.train import fit
 from mfer.train.checkpoint import load_state
 
-from .conftest import TINY, compose_train
+from .conftest import TINY, compose_train, fit_keeping
 
 # Four samples, three classes. Batch means (the thresholds): [0.35, 0.325, 0.325].
 PROBS = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.5, 0.4, 0.1]])
@@ -91,13 +90,7 @@ SMOKE = (*TINY, "data.batch_size=8", "scheme.name=dnfer", "scheme.dnfer.warmup_e
 
 def test_a_dnfer_run_trains_selects_and_resumes_exactly(tmp_path):
     cfg = compose_train(*SMOKE)
-    kept = []
-
-    def keep(end):  # fit deletes older checkpoints: keep epochs 1 and 2's, the resumable ones
-        if not end.is_last:
-            kept.append(shutil.copytree(end.checkpoint_dir, tmp_path / f"epoch_{end.epoch}"))
-
-    full = fit(cfg, tmp_path / "full", on_epoch=keep)
+    full, kept = fit_keeping(cfg, tmp_path, epochs=(1, 2))  # the resumable ones
     history = full["history"]
     k = len(full["classes"])
     assert all(math.isfinite(h["train_loss"]) for h in history)
@@ -107,11 +100,11 @@ def test_a_dnfer_run_trains_selects_and_resumes_exactly(tmp_path):
     assert all(0 < h["scheme_threshold"] < 1 for h in history[1:])
 
     uniform = torch.full((2, k), 1 / k)
-    assert torch.equal(load_state(kept[0])["scheme"]["thresholds"], uniform)  # the warm-up selects nothing
-    thresholds = load_state(kept[1])["scheme"]["thresholds"]
+    assert torch.equal(load_state(kept[1])["scheme"]["thresholds"], uniform)  # the warm-up selects nothing
+    thresholds = load_state(kept[2])["scheme"]["thresholds"]
     assert thresholds.shape == (2, k) and torch.allclose(thresholds.sum(1), torch.ones(2))  # mean posteriors
     assert not torch.allclose(thresholds, uniform)  # moved by the selecting epoch
-    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[1])
+    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[2])
     for key in ("train_loss", "scheme_selected", "scheme_threshold", "val_acc"):
         assert [h[key] for h in resumed["history"]] == [h[key] for h in history], key
     assert resumed["test_acc"] == full["test_acc"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from mfer.schemes import TrainingScheme
 from mfer.train import fit
 from mfer.train.build import build_run
 
-from .conftest import TINY, compose_train
+from .conftest import TINY, compose_train, fit_keeping
 
 MAFER = (*TINY, "scheme=mafer", "scheme.mafer.eval_resolutions=[8]")
 
@@ -47,18 +46,12 @@ def test_phase_switch_and_resume_across_it(tmp_path):
     cfg = compose_train(*MAFER, "trainer.epochs=3", "trainer.max_steps_per_epoch=2", "trainer.checkpoint_every=1",
                         "trainer.checkpoint_every_s=0", "scheme.mafer.multires_epochs=2",
                         "scheme.mafer.finetune_lr_factor=0.25")
-    kept = []
-
-    def keep_epoch_two(end):  # fit deletes older checkpoints: keep the one before the switch
-        if end.epoch == 2:
-            kept.append(shutil.copytree(end.checkpoint_dir, tmp_path / "epoch_2"))
-
-    full = fit(cfg, tmp_path / "full", on_epoch=keep_epoch_two)
+    full, kept = fit_keeping(cfg, tmp_path, epochs=(2,))  # the checkpoint before the switch
     o = cfg.optim
     assert [h["scheme_phase"] for h in full["history"]] == [1.0, 1.0, 2.0]
     assert [h["lr"] for h in full["history"]] == pytest.approx([o.lr, o.lr * o.gamma, o.lr * o.gamma**2 * 0.25])
 
-    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[0])
+    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[2])
     keys = ("epoch", "lr", "scheme_phase", "train_loss", "val_acc", "val_loss", "val_acc_r8")
     assert [{k: h[k] for k in keys} for h in resumed["history"]] == [{k: h[k] for k in keys} for h in full["history"]]
     assert (resumed["test_acc"], resumed["test_acc_r8"]) == (full["test_acc"], full["test_acc_r8"])

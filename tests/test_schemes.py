@@ -3,8 +3,6 @@ state travels in the resumable checkpoint, its per-epoch scalars and extra evalu
 in the metrics, and ``scheme.name`` is validated like every registry key."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from torch import nn
@@ -14,7 +12,7 @@ from mfer.schemes import SCHEMES, TrainingScheme
 from mfer.train import fit
 from mfer.train.checkpoint import load_state
 
-from .conftest import TINY, compose_train
+from .conftest import TINY, compose_train, fit_keeping
 
 
 class Counting(TrainingScheme):
@@ -60,22 +58,16 @@ def test_scheme_group_selects_the_standard_scheme_by_default():
 def test_a_schemes_parameters_state_and_figures_flow_through_fit_and_resume(counting, tmp_path):
     cfg = compose_train(*TINY, "scheme.name=counting", "trainer.epochs=3", "trainer.max_steps_per_epoch=2",
                         "trainer.checkpoint_every=1", "trainer.checkpoint_every_s=0")
-    kept = []
-
-    def keep_epoch_one(end):  # fit deletes older checkpoints: keep epoch 1's to resume from
-        if end.epoch == 1:
-            kept.append(shutil.copytree(end.checkpoint_dir, tmp_path / "epoch_1"))
-
-    full = fit(cfg, tmp_path / "full", on_epoch=keep_epoch_one)
+    full, kept = fit_keeping(cfg, tmp_path, epochs=(1,))
     history = full["history"]
     assert [h["scheme_steps"] for h in history] == [2.0, 2.0, 2.0]
     assert [h["scheme_total_steps"] for h in history] == [2.0, 4.0, 6.0]
     assert history[0]["val_n_twice"] == 2.0 * sum(full["split_counts"]["val"])
     assert full["test_n_twice"] == 2.0 * full["test_n"]
 
-    state = load_state(kept[0])
+    state = load_state(kept[1])
     assert int(state["scheme"]["steps"]) == 2
     assert float(state["scheme"]["w"]) < 2.0  # the optimiser moved the scheme's own parameter
-    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[0])
+    resumed = fit(cfg, tmp_path / "resumed", resume_from=kept[1])
     assert [h["scheme_total_steps"] for h in resumed["history"]] == [2.0, 4.0, 6.0]  # the buffer went on from 2
     assert resumed["val_acc"] == full["val_acc"] and resumed["test_acc"] == full["test_acc"]
