@@ -12,8 +12,8 @@ bytes ingest reads per trial. Two checkpoint policies:
 - ``every epoch``: the policy before this benchmark (``trainer.checkpoint_every=1``: a full-state
   checkpoint uploaded inside every epoch's report);
 - ``default``: the trainer's defaults — a full-state checkpoint every ``trainer.checkpoint_every_s``
-  of wall time, uploaded in the background, and a weights-only one at the end, uploaded inside the
-  last report; per-class validation results travel in the metrics. A 15-minute interval never
+  of wall time, uploaded in the background, and a weights-only one at the end, handed to the node's
+  uploader (``mfer_platform.sweep.uploads``), which uploads it while the node trains on; per-class validation results travel in the metrics. A 15-minute interval never
   elapses in a simulated trial of seconds, so the simulation makes epoch 1's checkpoint an interval
   one (``PAPER_SCALE_INTERVAL_AT``) to measure that path too.
 
@@ -60,11 +60,11 @@ class Run:
     storage: str
     policy: str
     epochs: list[dict] = field(default_factory=list)  # the trial's result rows
-    reports: list[dict] = field(default_factory=list)  # {epoch, seconds, checkpoint} of each tune.report
     reports: list[dict] = field(default_factory=list)  # {epoch, seconds, reason} of each report hook call
     uploaded: int = 0  # bytes written to storage_path (checkpoints, results, Ray's state)
     full_bytes: int = 0  # one full-state (resumable) checkpoint as uploaded
-    final_bytes: int = 0  # the final checkpoint as uploaded
+    final_bytes: int = 0  # the final checkpoint as uploaded (by the node's uploader, off the trial's path)
+    final_upload_s: float = 0.0  # the uploader's seconds for it
     ingest_read: int = 0  # bytes ingest read for the trial
     wall_s: float = 0.0
 
@@ -131,9 +131,13 @@ def _base(args, policy: str) -> dict:
                          f"trainer.max_steps_per_epoch={args.steps}", *POLICIES[policy]])
 
 
-def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path, interval_at: str) -> None:
+def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path, interval_at: str) -> list[dict]:
+    """Run the trial as ``mfer-sweep`` does — the final checkpoint handed to the node's uploader, which
+    is drained when Tune returns —; returns the uploader's outcomes (the final upload's seconds)."""
     import ray
     from ray import tune
+
+    from mfer_platform.sweep.uploads import drain_uploaders, uploader_key
 
     os.environ["PAPER_SCALE_REPORTS"] = str(work / "reports.jsonl")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -142,11 +146,13 @@ def _tune(base: dict, fs: pafs.FileSystem, path: str, work: Path, interval_at: s
                                        "PYTHONPATH": str(Path(__file__).resolve().parent)}})
     try:
         trainable = tune.with_resources(tune.with_parameters(
-            timed_trial, base=base, first_seed=0, threads=2, rows={}), {"cpu": 2})
+            timed_trial, base=base, first_seed=0, threads=2, rows={},
+            uploader=uploader_key(path, "paper_scale")), {"cpu": 2})
         tune.Tuner(trainable, param_space={},
                    tune_config=tune.TuneConfig(num_samples=1),
                    run_config=tune.RunConfig(name="paper_scale", storage_path=path, storage_filesystem=fs,
                                              checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0)).fit()
+        return drain_uploaders(uploader_key(path, "paper_scale"))
     finally:
         ray.shutdown()
 
@@ -174,13 +180,14 @@ def measure(args, storage: str, policy: str) -> Run:
         fs = counting_filesystem(inner, counts)
         path = "bench/sweeps" if storage == "s3" else str(work / "sweeps")
         t0 = time.perf_counter()
-        _tune(base, fs, path, work, "1" if policy == "default" else "")
+        run.final_upload_s = sum(o.get("seconds", 0.0) for o in _tune(base, fs, path, work,
+                                                                       "1" if policy == "default" else ""))
         run.wall_s = time.perf_counter() - t0
         gc.collect()  # streams Ray dropped without closing record their bytes
         run.uploaded = counted(counts)["write"]
         # Ray's checkpoint folders are checkpoint_00000N, one per report that carried one (a pointer too).
         ray_ckpts = [b for b in (counted(counts, f"/checkpoint_{i:06d}/")["write"] for i in range(args.epochs)) if b]
-        run.final_bytes = ray_ckpts[-1]
+        run.final_bytes = counted(counts, f"/uploads/epoch_{args.epochs:04d}/")["write"]  # the uploader's
         run.full_bytes = counted(counts, "/uploads/epoch_0001/")["write"] if policy == "default" else ray_ckpts[0]
         exp = f"{path}/paper_scale"
         run.ingest_read = _ingest_read(fs, exp, counts)
@@ -202,6 +209,7 @@ class Projection:
     overhead_s: dict[str, float]
     checkpoints: int
     uploaded_gb: float
+    final_upload_s: float  # the final checkpoint's upload by the node's uploader: off the trial's path
 
 
 def project(run: Run, dataset: str, throughput: float, interval_s: float,
@@ -211,13 +219,13 @@ def project(run: Run, dataset: str, throughput: float, interval_s: float,
     full one uploaded inside every report (as before); ``default``, one full one per interval of
     trial wall time uploaded in the background — the training thread pays its serialisation, the
     start, and a wait at the end only if the last one is still in flight — and the weights-only final
-    one uploaded inside the last report. ``upload_mb_s``: uploads at that bandwidth instead."""
+    one handed to the node's uploader: the training thread pays the hand-off, the upload itself
+    (``final_upload_s``) overlaps the node's next trial. ``upload_mb_s``: uploads at that bandwidth instead."""
     n_train, n_val, n_test, epochs = RECIPES[dataset]
     f = run.figures()
     if upload_mb_s:
         rate = upload_mb_s * 1e6
-        f.update(upload_full=run.full_bytes / rate, background_upload=run.full_bytes / rate,
-                 upload_final=run.final_bytes / rate)
+        f.update(upload_full=run.full_bytes / rate, background_upload=run.full_bytes / rate)
     train_s, eval_s = n_train / throughput, n_val / (3 * throughput)
     epoch_wall = train_s + eval_s + f["report"]
     overhead = {"evaluation": epochs * eval_s + n_test / (3 * throughput), "report": epochs * f["report"],
@@ -232,8 +240,10 @@ def project(run: Run, dataset: str, throughput: float, interval_s: float,
                         upload=n_full * f["background_start"] + f["upload_final"],
                         wait=max(0.0, f["background_upload"] - gap) if n_full else 0.0)
     total_train = epochs * train_s
+    final_upload_s = run.final_bytes / (upload_mb_s * 1e6) if upload_mb_s else run.final_upload_s
     return Projection(dataset, run.policy, run.storage, total_train / (total_train + sum(overhead.values())),
-                      overhead, n_full + final, (n_full * run.full_bytes + final * run.final_bytes) / 1e9)
+                      overhead, n_full + final, (n_full * run.full_bytes + final * run.final_bytes) / 1e9,
+                      final_upload_s if final else 0.0)
 
 
 def _throughput(arg: float | None) -> tuple[float, str]:
@@ -255,7 +265,8 @@ def _print_run(run: Run) -> None:
               f"  {rep['reason'] or '-'}")
     print(f"  start-up {rows[0].get('setup_s', 0):.1f} s, final test {rows[-1].get('test_s', 0):.2f} s; full checkpoint "
           f"{run.full_bytes / 1e9:.2f} GB (serialise {f['serialise_full']:.1f} s), final {run.final_bytes / 1e9:.2f} GB "
-          f"(serialise {f['serialise_final']:.1f} s, upload {f['upload_final']:.1f} s)")
+          f"(serialise {f['serialise_final']:.1f} s, hand-off to the node's uploader {f['upload_final']:.2f} s, "
+          f"its upload off the trial's path {run.final_upload_s:.1f} s)")
     if run.policy == "every epoch":
         print(f"  full checkpoint uploaded inside its report: {f['upload_full']:.1f} s")
     else:
@@ -289,8 +300,9 @@ def main() -> None:
             runs.append(measure(argparse.Namespace(**{**vars(args), "epochs": epochs}), storage, policy))
             _print_run(runs[-1])
     print(f"\nProjected paper-recipe trial at {throughput:,.0f} img/s ({source}); checkpoint interval {interval:.0f} s")
-    print("| dataset | storage | checkpoint policy | checkpoints | uploaded | GPU duty | overhead (s) |")
-    print("|---|---|---|---:|---:|---:|---|")
+    print("| dataset | storage | checkpoint policy | checkpoints | uploaded | GPU duty | overhead (s) "
+          "| final upload, overlapping the next trial (s) |")
+    print("|---|---|---|---:|---:|---:|---|---:|")
     for run in runs:
         rates = [None, args.s3_mb_s] if run.storage == "s3" else [None]
         for dataset in RECIPES:
@@ -299,7 +311,7 @@ def main() -> None:
                 parts = ", ".join(f"{k} {v:.0f}" for k, v in p.overhead_s.items())
                 where = p.storage + (f" at {rate:.0f} MB/s (assumed)" if rate else " (measured)" if run.storage == "s3" else "")
                 print(f"| {dataset} | {where} | {p.policy} | {p.checkpoints} | {p.uploaded_gb:.1f} GB | "
-                      f"{100 * p.duty:.1f} % | {parts} |")
+                      f"{100 * p.duty:.1f} % | {parts} | {p.final_upload_s:.0f} |")
 
 
 if __name__ == "__main__":

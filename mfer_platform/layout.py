@@ -33,6 +33,13 @@ RESULTS_DIR = "results"
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 EXTENSION = "-ext"  # NAME-ext1, NAME-ext2, …: the experiments that extended sweep NAME
+# Checkpoints the trainable uploads itself, not through ``tune.report`` (sweep/trainable.py, sweep/uploads.py):
+# <trial>/uploads/epoch_NNNN, which a small Ray checkpoint holding POINTER_FILE names. POINTER_FILE:
+# {"path": relative to the experiment, "epoch", "reported_at"} and, for a final checkpoint still uploading
+# when it was reported, "pending": true and "fallback" (the upload it supersedes, kept until it completes).
+UPLOADS_DIR = "uploads"
+POINTER_FILE = "uploaded.json"
+UPLOAD_COMPLETE = "upload_complete.json"  # written last into a pending upload: the upload is whole
 
 
 class StoreError(RuntimeError):

@@ -97,7 +97,8 @@ import pytest  # noqa: E402
 
 from mfer.train.loop import EpochEnd  # noqa: E402
 from mfer_platform.sweep import trainable  # noqa: E402
-from mfer_platform.sweep.trainable import POINTER, BackgroundUpload, Reporter, resume_folder  # noqa: E402
+from mfer_platform.layout import POINTER_FILE as POINTER  # noqa: E402
+from mfer_platform.sweep.trainable import BackgroundUpload, Reporter, resume_folder  # noqa: E402
 
 
 class FakeRay:

@@ -7,6 +7,7 @@ processes it started."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -85,9 +86,15 @@ def test_a_trial_killed_after_interval_checkpoints_uploaded_in_the_background_re
     # (then epoch 2's report, to epoch 1's): the retry trains on from there and reports only new epochs.
     assert (first, retry) in (([1, 2, 3], [4]), ([1, 2], [3, 4])), by_worker
     assert any("background_upload_s" in row for row in rows)
+    # The final checkpoint reached Ray as a pending pointer; the node's uploader made its upload whole
+    # before mfer-sweep returned, and dropped every upload it superseded.
     final = sorted(exp.glob("*/checkpoint_*"))[-1]
-    assert sorted(p.name for p in final.iterdir()) == ["best_model.safetensors", "meta.json"]
-    assert not list(exp.glob("*/uploads/*"))
+    assert sorted(p.name for p in final.iterdir()) == ["meta.json", "uploaded.json"]
+    pointer = json.loads((final / "uploaded.json").read_text())
+    assert pointer["pending"] and pointer["epoch"] == 4
+    assert [p.name for p in exp.glob("*/uploads/*")] == ["epoch_0004"]
+    assert sorted(p.name for p in (exp / pointer["path"]).iterdir()) == [
+        "best_model.safetensors", "meta.json", "upload_complete.json"]  # weights-only: nothing trains on from it
     assert_store_holds_each_trial_once(tmp_path / "store", "background", 1, 4)
 
 

@@ -12,7 +12,10 @@ epoch's full validation result when the selection improved, and the checkpoint f
 epoch wrote one: the sweep platform reports to Ray Tune through that hook, so this module never
 imports Ray. Once the hook has returned for a new checkpoint (the tracker has copied it, or — when
 it uploads in the background — has finished copying the previous one), the previous local
-checkpoint is deleted: the run directory holds one checkpoint, the newest.
+checkpoint is deleted: the run directory holds one checkpoint, the newest. With ``background_save``
+an interval checkpoint is written on a thread (``CheckpointWriter``) and handed over while still
+being written, with a Future that says when its folder is complete; the write must be complete before
+the next checkpoint is written, so the previous folder that the hand-over deletes never is in flight.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import json
 import resource
 import shutil
 import time
+from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Optional
@@ -28,14 +33,17 @@ import torch
 
 from mfer.config import TrainConfig
 from mfer.train.build import TrainingRun, build_run
-from mfer.train.checkpoint import (META, RESULT_KEYS, CheckpointPolicy, Progress, add_to_meta, checkpoint_folder,
-                                   fresh_progress, load_weights, resume, save_progress, selected_val,
-                                   snapshot_weights)
+from mfer.train.checkpoint import (META, RESULT_KEYS, CheckpointPolicy, CheckpointWriter, Progress, add_to_meta,
+                                   checkpoint_folder, fresh_progress, load_weights, resume, save_progress,
+                                   selected_val, snapshot_weights)
 from mfer.train.engine import train_one_epoch
 from mfer.validation import validate
 
 # The scalar metrics of one evaluation, reported per epoch for val and once for test.
 SPLIT_METRICS = ("acc", "mean_class_acc", "macro_f1", "loss", "compactness")
+# The CheckpointPolicy reasons written off the training thread with background_save: insurance against a
+# crash, not due at their epoch (the Ray trainable uploads the same ones in the background).
+BACKGROUND_SAVE = frozenset({"interval"})
 
 
 @dataclass
@@ -52,6 +60,9 @@ class EpochEnd:
     # Why checkpoint_dir was written (CheckpointPolicy.reason: last | requested | epochs | interval):
     # a tracker may upload an interval checkpoint in the background; the others are due at that epoch.
     checkpoint_reason: Optional[str] = None
+    # None: checkpoint_dir was complete when handed over. Else (fit's background_save) it is still being
+    # written: a Future that resolves to the writer's seconds once the folder is in place, or raises its error.
+    checkpoint_ready: Optional[Future] = None
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -115,27 +126,44 @@ def test_selected(run: TrainingRun, progress: Progress, checkpoint: Path) -> dic
     return test
 
 
-def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: CheckpointPolicy,
-              run_dir: Path) -> tuple[EpochEnd, Optional[dict]]:
+def write_checkpoint(run: TrainingRun, progress: Progress, folder: Path, result: dict, reason: str,
+                     writer: Optional[CheckpointWriter]) -> Optional[Future]:
+    """Write the checkpoint due for ``reason`` into ``folder``: on ``writer``'s thread if it has one and the
+    reason is in BACKGROUND_SAVE (returns the write's Future), else now (returns None)."""
+    if writer is not None and reason in BACKGROUND_SAVE:
+        return writer.submit(run, progress, folder, result)
+    save_progress(run, progress, folder, result, resumable=reason != "last")
+    return None
+
+
+def run_epoch(run: TrainingRun, progress: Progress, epoch: int, policy: CheckpointPolicy, run_dir: Path,
+              writer: Optional[CheckpointWriter] = None) -> tuple[EpochEnd, Optional[dict]]:
     """One epoch end to end: train and validate, checkpoint when the policy says so (always after
     the last epoch, weights-only: nothing trains on from it), and after the last epoch test; returns
-    the hook's EpochEnd and the test evaluation (None before the last epoch)."""
+    the hook's EpochEnd and the test evaluation (None before the last epoch). With a ``writer``, the
+    write in flight is collected (its seconds reported as ``background_save_s``) as soon as it is done,
+    and waited for before any checkpoint is written."""
     tc = run.cfg.trainer
     is_last = epoch + 1 == tc.epochs
     result, improved = train_and_validate(run, progress, epoch)
-    saved, t0 = None, time.perf_counter()
+    saved, ready, t0 = None, None, time.perf_counter()
     reason = policy.reason(epoch + 1)
+    written = writer.collect(wait=reason is not None) if writer is not None else None
+    if written is not None:
+        result["background_save_s"] = written
     if reason is not None:
-        saved = save_progress(run, progress, checkpoint_folder(run_dir, epoch + 1), result, resumable=reason != "last")
+        saved = checkpoint_folder(run_dir, epoch + 1)
+        ready = write_checkpoint(run, progress, saved, result, reason, writer)
         policy.saved()
-    result["checkpoint_s"] = time.perf_counter() - t0  # serialisation: seconds the device waits for it
+    # Seconds the device waits for it: serialisation, or the CPU snapshot (and any wait for the previous write).
+    result["checkpoint_s"] = time.perf_counter() - t0
     test = None
     if is_last and tc.evaluate_test:
         t0 = time.perf_counter()
         test = test_selected(run, progress, saved)
         result.update(test_scalars(test), test_s=time.perf_counter() - t0)
     return EpochEnd(epoch + 1, dict(result), saved, is_last, selected_val(progress) if improved else None,
-                    reason), test
+                    reason, ready), test
 
 
 def finish_from_checkpoint(run: TrainingRun, progress: Progress, folder: Path) -> tuple[EpochEnd, Optional[dict]]:
@@ -154,7 +182,8 @@ def finish_from_checkpoint(run: TrainingRun, progress: Progress, folder: Path) -
 
 def hand_over(end: EpochEnd, on_epoch: Optional[Callable[[EpochEnd], None]], previous: Optional[Path]) -> Optional[Path]:
     """Call the hook; once it has returned (a tracker has copied the new checkpoint), delete the
-    previous local checkpoint. Returns the folder that is now the newest."""
+    previous local checkpoint. Returns the folder that is now the newest. ``previous`` is complete even
+    with background saves: ``run_epoch`` waited for its write before writing ``end``'s."""
     if on_epoch is not None:
         on_epoch(end)
     if end.checkpoint_dir is None:
@@ -190,12 +219,15 @@ def fit(
     on_epoch: Optional[Callable[[EpochEnd], None]] = None,
     resume_from: Optional[str | Path] = None,
     checkpoint_epochs: Collection[int] = (),
+    background_save: bool = False,
 ) -> dict:
     """Train, select on validation, test once; write ``run_dir/metrics.json``; return its content.
 
     Checkpoints go to ``run_dir/checkpoints/epoch_NNNN`` (``CheckpointPolicy``: the config's
     intervals, the last epoch, and every epoch in ``checkpoint_epochs``, completed epochs counted
-    from 1); ``resume_from`` is such a folder."""
+    from 1); ``resume_from`` is such a folder. ``background_save``: write interval checkpoints on a
+    thread, for an ``on_epoch`` that waits for ``EpochEnd.checkpoint_ready`` before it reads the folder;
+    every write has completed (a failed one re-raised here) before fit returns or raises."""
     t_start = time.perf_counter()
     cfg = validate(cfg)
     run_dir = Path(run_dir)
@@ -209,10 +241,11 @@ def fit(
     policy = CheckpointPolicy.from_config(cfg.trainer, checkpoint_epochs)  # the interval starts now
     test = newest = None
     setup_s = time.perf_counter() - t_start  # build (data, model) and resume: before the first step
-    for epoch in range(progress.epoch, cfg.trainer.epochs):
-        end, test = run_epoch(run, progress, epoch, policy, run_dir)
-        end.metrics["setup_s"] = setup_s
-        newest = hand_over(end, on_epoch, newest)
+    with CheckpointWriter() if background_save else nullcontext() as writer:
+        for epoch in range(progress.epoch, cfg.trainer.epochs):
+            end, test = run_epoch(run, progress, epoch, policy, run_dir, writer)
+            end.metrics["setup_s"] = setup_s
+            newest = hand_over(end, on_epoch, newest)
     if finished:
         end, test = finish_from_checkpoint(run, progress, Path(resume_from))
         hand_over(end, on_epoch, None)  # once, so a tracker marks the run finished

@@ -15,7 +15,8 @@ from safetensors.torch import load as load_safetensors
 from mfer.config import TrainConfig
 from mfer.model import build_model
 from mfer.validation import to_train_config
-from mfer_platform.layout import StoreError, open_storage, read_bytes, read_json
+from mfer_platform.layout import (POINTER_FILE, UPLOAD_COMPLETE, StoreError, exists, open_storage, read_bytes,
+                                  read_json)
 
 
 class CheckpointError(StoreError):
@@ -48,6 +49,25 @@ class TrialCheckpoint:
     model: torch.nn.Module  # built from cfg with ``state`` loaded, in eval mode, on the CPU
 
 
+def weights_folder(fs, experiment: str, ckpt: str, trial_id: str) -> str:
+    """Where a trial checkpoint's files are: ``ckpt`` itself, or the upload its pointer names (the
+    trainable uploads interval and final checkpoints itself, ``layout.POINTER_FILE``). A pending final
+    upload counts once it is whole; the pointer is untrusted, so it may only name a folder of its trial."""
+    if not exists(fs, f"{ckpt}/{POINTER_FILE}"):
+        return ckpt
+    pointer = read_json(fs, f"{ckpt}/{POINTER_FILE}")
+    rel = pointer.get("path") if isinstance(pointer, dict) else None
+    trial_dir = ckpt.removeprefix(f"{experiment}/").split("/")[0]
+    if not isinstance(rel, str) or not rel.startswith(f"{trial_dir}/") or ".." in rel.split("/"):
+        raise CheckpointError(f"{ckpt}/{POINTER_FILE} does not name an upload of its trial: {rel!r}")
+    target = f"{experiment}/{rel}"
+    if pointer.get("pending") and not exists(fs, f"{target}/{UPLOAD_COMPLETE}"):
+        raise CheckpointError(f"trial {trial_id}: its final checkpoint {target} is still uploading or its upload "
+                              f"never completed (its node or the driver died first); its metrics stand. Wait "
+                              f"for mfer-sweep to finish, or re-run the trial to export it")
+    return target
+
+
 def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
     """The validation-selected weights of ``trial`` (a trials-table row, which names its experiment),
     checked against its config."""
@@ -55,7 +75,7 @@ def read_checkpoint(storage_path: str, trial: pd.Series) -> TrialCheckpoint:
     if not trial.get("checkpoint"):
         raise CheckpointError(f"trial {trial['trial_id']} of {name!r} has no checkpoint (it failed before its first epoch)")
     fs, root = open_storage(storage_path)
-    ckpt = f"{root}/{name}/{trial['checkpoint']}"
+    ckpt = weights_folder(fs, f"{root}/{name}", f"{root}/{name}/{trial['checkpoint']}", trial["trial_id"])
     try:
         meta = read_json(fs, f"{ckpt}/meta.json")
         weights = load_safetensors(read_bytes(fs, f"{ckpt}/best_model.safetensors"))

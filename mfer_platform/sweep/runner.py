@@ -18,9 +18,10 @@ from typing import Any, Optional
 from mfer.config import to_dict
 from mfer_platform.layout import (SWEEP_FILE, StoreError, check_writable, experiment_chain, experiment_path, ledger_events,
                                   open_storage, read_ledger, read_sweep_record, write_json)
-from mfer_platform.sweep import capacity, cost, identity, plan, tracking
+from mfer_platform.sweep import capacity, identity, plan, tracking
 from mfer_platform.sweep.spaces import SearchSpace, SpaceError
 from mfer_platform.sweep.tracking import TrackingSettings
+from mfer_platform.sweep.uploads import drain_uploaders, uploader_key
 
 log = logging.getLogger("mfer_platform")
 
@@ -55,6 +56,8 @@ class SweepRequest:
 
 def describe(space: SearchSpace, name: str, storage_path: str) -> str:
     """The compiled plan a dry run prints (and a real run logs first)."""
+    from mfer_platform.sweep import cost  # builds the model (torch, timm): a refused request never needs it
+
     upper, expected = plan.estimated_trial_epochs(space)
     s, r = space.search, space.resources
     lines = [
@@ -248,7 +251,8 @@ def build_tuner(req: SweepRequest, name: str, slots: int, num_samples: int, warm
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=s.base_dict, first_seed=s.search.first_seed,
                              threads=max(1, int(s.resources.cpu)), rows=s.rows,
-                             checkpoint_epochs=plan.checkpoint_epochs(s)),
+                             checkpoint_epochs=plan.checkpoint_epochs(s),
+                             uploader=uploader_key(req.storage_path, name)),
         {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
     )
     if tune.Tuner.can_restore(path):
@@ -315,8 +319,12 @@ def _plan_launch(req: SweepRequest, chain: list[str]) -> Optional[tuple[str, int
 
 def _fit(req: SweepRequest, name: str, slots: int, num_samples: int, warm: list[tuple[dict, Any]]) -> None:
     """Run (or restore and continue) experiment ``name`` until Tune returns; raise ``SweepInterrupted``
-    when it returned with trials unfinished."""
-    build_tuner(req, name, slots, num_samples, warm).fit()
+    when it returned with trials unfinished. Final checkpoints still uploading when Tune returns
+    (``sweep.uploads``) are waited for either way, before anything reads them."""
+    try:
+        build_tuner(req, name, slots, num_samples, warm).fit()
+    finally:
+        drain_uploaders(uploader_key(req.storage_path, name))
     if _interrupted(req.storage_path, name):
         raise SweepInterrupted(f"sweep {req.name!r} interrupted; its trials are saved in "
                                f"{experiment_path(req.storage_path, name)}")

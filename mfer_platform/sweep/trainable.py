@@ -7,10 +7,11 @@ a failure or a driver restart; PBT's exploit step arrives the same way, with a m
 Uploads. ``tune.report(metrics, checkpoint=…)`` copies the folder to ``storage_path`` before it
 returns (``persist_current_checkpoint`` in ``ray/train/_internal/session.py``); Ray 2.60's
 asynchronous ``checkpoint_upload_mode`` belongs to ``ray.train.report`` in Ray Train workers, which
-errors inside a Tune function, so Tune functions have nothing built in. Checkpoints due at their
-epoch stay synchronous: the final one (the trial is over once it is stored), the ones PBT and
-HyperBand asked for (the scheduler exploits or resumes exactly that report) and ``trainer.
-checkpoint_every`` ones (a user's explicit epochs). A wall-clock interval checkpoint is insurance
+errors inside a Tune function, so Tune functions have nothing built in. The ones PBT and HyperBand
+asked for (the scheduler exploits or resumes exactly that report) and ``trainer.checkpoint_every``
+ones (a user's explicit epochs) stay synchronous. The final one goes to the node's uploader
+(``sweep.uploads``): the trial reports a pending pointer to it and its GPU moves on to the next
+trial while the upload finishes; the driver waits for it before it reads. A wall-clock interval checkpoint is insurance
 against a crash, so ``BackgroundUpload`` copies it to ``<trial>/uploads/epoch_NNNN`` on a thread
 while training goes on, and the first report after the copy completed carries a small pointer
 checkpoint (``uploaded.json`` + ``meta.json``) for Ray to keep. Ray thus only ever holds complete
@@ -22,25 +23,30 @@ so a trial resumed from a pointer trains those epochs again without reporting th
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pyarrow.fs as pafs
 
 from mfer.train.checkpoint import META
+from mfer.train.loop import BACKGROUND_SAVE
 from mfer_platform.keys import VAL_CONFUSION, VAL_PER_CLASS
+from mfer_platform.layout import POINTER_FILE, UPLOAD_COMPLETE, UPLOADS_DIR, exists
 from mfer_platform.overrides import apply_overrides, trial_values
+from mfer_platform.sweep.uploads import hand_off, node_uploader
 
 log = logging.getLogger(__name__)
-POINTER = "uploaded.json"  # in a pointer checkpoint: {"path": <relative to the experiment>, "epoch", "reported_at"}
-UPLOADS = "uploads"  # <trial>/uploads/epoch_NNNN: checkpoints uploaded in the background
-BACKGROUND = frozenset({"interval"})  # the CheckpointPolicy reasons uploaded off the training thread
+# The CheckpointPolicy reasons uploaded off the training thread: the ones fit also writes off it.
+BACKGROUND = BACKGROUND_SAVE
 
 
 def tune_result(end) -> dict[str, Any]:
@@ -56,25 +62,29 @@ def tune_result(end) -> dict[str, Any]:
 
 class BackgroundUpload:
     """Copies one checkpoint folder at a time to ``<experiment>/<trial>/uploads/<folder name>`` on a
-    thread; ``finished`` hands each completed copy over once, and re-raises a failed one (the trial
-    then fails and is retried from its last complete checkpoint, as a failed synchronous upload would)."""
+    thread, once the folder is complete (``ready``: fit's ``EpochEnd.checkpoint_ready`` for a folder
+    still being written); ``finished`` hands each completed copy over once, and re-raises a failed one,
+    a failed write included (the trial then fails and is retried from its last complete checkpoint, as
+    a failed synchronous upload would)."""
 
     def __init__(self, fs: pafs.FileSystem, experiment_path: str, trial_dir: str):
         self.fs, self.experiment_path, self.trial_dir = fs, experiment_path, trial_dir
         self._thread: Optional[threading.Thread] = None
         self._outcome: Any = None  # {"path", "epoch", "folder", "seconds"} or the copy's exception
 
-    def start(self, folder: Path, epoch: int) -> None:
+    def start(self, folder: Path, epoch: int, ready: Optional[Future] = None) -> None:
         if self._thread is not None:
             raise RuntimeError("an upload is still in flight: collect it with finished(wait=True) first")
-        rel = f"{self.trial_dir}/{UPLOADS}/{Path(folder).name}"
-        self._thread = threading.Thread(target=self._copy, args=(Path(folder), rel, epoch), daemon=True,
+        rel = f"{self.trial_dir}/{UPLOADS_DIR}/{Path(folder).name}"
+        self._thread = threading.Thread(target=self._copy, args=(Path(folder), rel, epoch, ready), daemon=True,
                                         name=f"upload-{Path(folder).name}")
         self._thread.start()
 
-    def _copy(self, folder: Path, rel: str, epoch: int) -> None:
+    def _copy(self, folder: Path, rel: str, epoch: int, ready: Optional[Future] = None) -> None:
         t0, dest = time.perf_counter(), f"{self.experiment_path}/{rel}"
         try:
+            if ready is not None:  # fit's thread is still writing the folder: read nothing before it is whole
+                ready.result()  # raises the write's error, which then fails the upload
             self.fs.create_dir(dest)
             # One stream at a time, 64 MiB chunks: what Ray's own copy uses (pyarrow uploads to S3 are not
             # thread-safe, apache/arrow#32372).
@@ -108,7 +118,7 @@ class BackgroundUpload:
     def prune(self, keep: Optional[str]) -> None:
         """Delete this trial's uploads other than ``keep`` (the one its Ray checkpoint points to): a worker
         that died with an upload in flight, or done but not yet reported, left it behind."""
-        top = f"{self.trial_dir}/{UPLOADS}"
+        top = f"{self.trial_dir}/{UPLOADS_DIR}"
         for info in self.fs.get_file_info(pafs.FileSelector(f"{self.experiment_path}/{top}", allow_not_found=True)):
             if info.type == pafs.FileType.Directory and f"{top}/{info.base_name}" != keep:
                 self.delete(f"{top}/{info.base_name}")
@@ -123,67 +133,105 @@ class BackgroundUpload:
             log.warning("could not delete the superseded upload %s: %s", rel, e)
 
 
-def write_pointer(done: dict, reported_at: int, into: Path) -> Path:
-    """A pointer checkpoint to a completed upload; its meta.json copy lets the store read the trial
-    from its latest checkpoint folder as from any other."""
+def write_pointer(done: dict, reported_at: int, into: Path, pending: Optional[dict] = None) -> Path:
+    """A pointer checkpoint to an upload — completed, or ``pending`` ({"pending": True, "fallback": …}: a
+    final one its node's uploader is finishing); its meta.json copy lets the store read the trial from
+    its latest checkpoint folder as from any other."""
     into.mkdir(parents=True)
-    (into / POINTER).write_text(json.dumps({"path": done["path"], "epoch": done["epoch"], "reported_at": reported_at}))
+    pointer = {"path": done["path"], "epoch": done["epoch"], "reported_at": reported_at, **(pending or {})}
+    (into / POINTER_FILE).write_text(json.dumps(pointer))
     shutil.copyfile(Path(done["folder"]) / META, into / META)
     return into
 
 
 class Reporter:
     """fit's per-epoch hook: one ``tune.report`` per epoch, carrying a synchronous checkpoint, a pointer
-    to a completed background upload, or none (see the module docstring for which and why).
-    ``skip_through``: the last epoch Ray already holds a report of (a resume from a pointer)."""
+    to a completed background upload, a pending pointer to the final checkpoint ``defer`` handed to the
+    node's uploader, or none (see the module docstring for which and why). ``defer(folder, rel,
+    superseded)``: ``uploads.hand_off`` bound to the node's uploader; None: the final checkpoint is
+    uploaded inside its report. ``skip_through``: the last epoch Ray already holds a report of (a resume
+    from a pointer)."""
 
     def __init__(self, uploads: BackgroundUpload, report: Callable, extra: dict, skip_through: int = 0,
-                 after: Callable[[int], None] = lambda epoch: None):
+                 after: Callable[[int], None] = lambda epoch: None,
+                 defer: Optional[Callable[[Path, str, list[str]], None]] = None):
         self.uploads, self.report, self.extra, self.skip_through, self.after = uploads, report, extra, skip_through, after
+        self.defer = defer
         self.kept: Optional[str] = None  # the upload Ray's latest checkpoint points to
 
     def __call__(self, end) -> None:
         if end.epoch <= self.skip_through:
             return
         background = end.checkpoint_dir is not None and end.checkpoint_reason in BACKGROUND
+        deferred = end.checkpoint_dir is not None and end.checkpoint_reason == "last" and self.defer is not None
         t0 = time.perf_counter()
         # One upload at a time: a new checkpoint's predecessor must be complete before fit deletes it locally.
         done = self.uploads.finished(wait=end.checkpoint_dir is not None)
         metrics = {**tune_result(end), **self.extra, "upload_wait_s": time.perf_counter() - t0}
         if background:
-            self.uploads.start(end.checkpoint_dir, end.epoch)
+            self.uploads.start(end.checkpoint_dir, end.epoch, ready=end.checkpoint_ready)
         if done is not None:
             metrics["background_upload_s"] = done["seconds"]
         with tempfile.TemporaryDirectory(prefix="mfer-pointer-") as tmp:
             folder, kept = None, None  # what this report hands Ray, and the upload it points to
-            if end.checkpoint_dir is not None and not background:
+            if deferred:
+                folder, kept = self._defer_final(end, done, Path(tmp) / "pointer")
+            elif end.checkpoint_dir is not None and not background:
                 folder = end.checkpoint_dir
             elif done is not None:
                 folder, kept = write_pointer(done, end.epoch, Path(tmp) / "pointer"), done["path"]
             self.report(metrics, folder)  # Ray copies ``folder`` (if any) before returning
         if folder is not None:  # Ray's latest checkpoint changed: uploads it no longer points to go
-            for rel in {self.kept, done and done["path"]} - {kept}:
-                self.uploads.delete(rel)
+            for rel in set() if deferred else {self.kept, done and done["path"]} - {kept}:
+                self.uploads.delete(rel)  # (a deferred final's uploader deletes them once it is whole)
             self.kept = kept
         self.after(end.epoch)
 
+    def _defer_final(self, end, done: Optional[dict], into: Path) -> tuple[Path, str]:
+        """Hand the final checkpoint to the node's uploader; the pending pointer to report, and the upload
+        it names. The newest upload it supersedes stays until it is whole: the fallback of a resume."""
+        rel = f"{self.uploads.trial_dir}/{UPLOADS_DIR}/{Path(end.checkpoint_dir).name}"
+        superseded = [p for p in (self.kept, done and done["path"]) if p]
+        pointer = write_pointer({"path": rel, "epoch": end.epoch, "folder": end.checkpoint_dir}, end.epoch, into,
+                                pending={"pending": True, "fallback": superseded[-1] if superseded else None})
+        self.defer(end.checkpoint_dir, rel, superseded)
+        return pointer, rel
 
-def resume_folder(checkpoint_dir: Path, uploads: BackgroundUpload, into: Path) -> tuple[Path, int, Optional[str]]:
-    """(the folder fit resumes from, the last epoch Ray holds a report of — 0: from the folder on, the
-    upload Ray's checkpoint points to if it is this trial's own — PBT may hand over another trial's,
-    which that trial deletes when it supersedes it, never this one)."""
-    pointer = Path(checkpoint_dir) / POINTER
+
+def resume_folder(checkpoint_dir: Path, uploads: BackgroundUpload,
+                  into: Path) -> tuple[Optional[Path], int, Optional[str]]:
+    """(the folder fit resumes from — None: from scratch —, the last epoch Ray holds a report of — 0: from
+    the folder on —, the upload Ray's checkpoint points to if it is this trial's own — PBT may hand over
+    another trial's, which that trial deletes when it supersedes it, never this one).
+
+    A pending pointer (a final checkpoint reported while its node's uploader held it): the run ends with
+    its last epoch reported again (a duplicate row, which readers deduplicate by epoch), and if the upload
+    never completed — the node or the driver died first — it resumes from the upload that one superseded,
+    or from scratch."""
+    pointer = Path(checkpoint_dir) / POINTER_FILE
     if not pointer.exists():
         return Path(checkpoint_dir), 0, None
     p = json.loads(pointer.read_text())
-    own = p["path"] if p["path"].startswith(f"{uploads.trial_dir}/") else None
-    return uploads.download(p["path"], into), int(p["reported_at"]), own
+    path, reported_at = p["path"], int(p["reported_at"])
+    if p.get("pending"):
+        reported_at -= 1
+        if not exists(uploads.fs, f"{uploads.experiment_path}/{path}/{UPLOAD_COMPLETE}"):
+            log.warning("the final checkpoint %s never finished uploading: resuming from %s", path,
+                        p.get("fallback") or "scratch")
+            path = p.get("fallback")
+            if path is None:
+                return None, reported_at, None
+    own = path if path.startswith(f"{uploads.trial_dir}/") else None
+    return uploads.download(path, into), reported_at, own
 
 
 def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
-              rows: dict[str, dict] | None = None, checkpoint_epochs: tuple[int, ...] = ()) -> None:
+              rows: dict[str, dict] | None = None, checkpoint_epochs: tuple[int, ...] = (),
+              uploader: Optional[str] = None) -> None:
     """One trial. ``checkpoint_epochs``: where the scheduler pauses or exploits trials (PBT, HyperBand),
-    which need a checkpoint at exactly that epoch on top of the trainer's own interval policy."""
+    which need a checkpoint at exactly that epoch on top of the trainer's own interval policy.
+    ``uploader``: the driver's key for the experiment's final-checkpoint uploaders (``sweep.uploads``),
+    which it drains when Tune returns; None: the final checkpoint is uploaded inside its report."""
     import ray
     from ray import tune
 
@@ -200,19 +248,20 @@ def run_trial(config: dict[str, Any], base: dict, first_seed: int, threads: int,
     def report(metrics: dict, folder: Optional[Path]) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)) if folder else None)
 
+    # Started now, so the node's uploader is up long before the final checkpoint needs it.
+    defer = functools.partial(hand_off, node_uploader(uploader, uploads.fs, uploads.experiment_path)) if uploader else None
     # node_id shows where the epoch ran.
     reporter = Reporter(uploads, report, {"node_id": ray.get_runtime_context().get_node_id()},
-                        after=lambda epoch: maybe_fail(trial_id, epoch))
+                        after=lambda epoch: maybe_fail(trial_id, epoch), defer=defer)
+    checkpoint = tune.get_checkpoint()
     try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            uploads.prune(keep=None)
-            fit(cfg, run_dir, on_epoch=reporter, checkpoint_epochs=checkpoint_epochs)
-        else:
-            with checkpoint.as_directory() as ray_dir:
+        with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as ray_dir:
+            resume_dir = None
+            if ray_dir is not None:
                 resume_dir, reporter.skip_through, reporter.kept = resume_folder(Path(ray_dir), uploads, run_dir / "resume")
-                uploads.prune(keep=reporter.kept)
-                fit(cfg, run_dir, on_epoch=reporter, resume_from=resume_dir, checkpoint_epochs=checkpoint_epochs)
+            uploads.prune(keep=reporter.kept)
+            fit(cfg, run_dir, on_epoch=reporter, resume_from=resume_dir, checkpoint_epochs=checkpoint_epochs,
+                background_save=True)
     finally:
         # A trial stopped or failed with an upload in flight: let it end before its folder goes (an error is moot now).
         try:
