@@ -42,7 +42,7 @@ from mfer.train.loop import BACKGROUND_SAVE
 from mfer_platform.keys import VAL_CONFUSION, VAL_PER_CLASS
 from mfer_platform.layout import POINTER_FILE, UPLOAD_COMPLETE, UPLOADS_DIR, exists
 from mfer_platform.overrides import apply_overrides, trial_values
-from mfer_platform.sweep.uploads import hand_off, node_uploader
+from mfer_platform.sweep.uploads import copy_folder, delete_quietly, hand_off, node_uploader
 
 log = logging.getLogger(__name__)
 # The CheckpointPolicy reasons uploaded off the training thread: the ones fit also writes off it.
@@ -75,7 +75,7 @@ class BackgroundUpload:
     def start(self, folder: Path, epoch: int, ready: Optional[Future] = None) -> None:
         if self._thread is not None:
             raise RuntimeError("an upload is still in flight: collect it with finished(wait=True) first")
-        rel = f"{self.trial_dir}/{UPLOADS_DIR}/{Path(folder).name}"
+        rel = self.rel(folder)
         self._thread = threading.Thread(target=self._copy, args=(Path(folder), rel, epoch, ready), daemon=True,
                                         name=f"upload-{Path(folder).name}")
         self._thread.start()
@@ -85,15 +85,15 @@ class BackgroundUpload:
         try:
             if ready is not None:  # fit's thread is still writing the folder: read nothing before it is whole
                 ready.result()  # raises the write's error, which then fails the upload
-            self.fs.create_dir(dest)
-            # One stream at a time, 64 MiB chunks: what Ray's own copy uses (pyarrow uploads to S3 are not
-            # thread-safe, apache/arrow#32372).
-            pafs.copy_files(str(folder), dest, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs, chunk_size=64 * 2**20, use_threads=False)
+            copy_folder(self.fs, folder, dest)
             self._outcome = {"path": rel, "epoch": epoch, "folder": str(folder), "seconds": time.perf_counter() - t0}
         except Exception as e:  # noqa: BLE001 - handed to the training thread by finished()
             self.delete(rel)
             self._outcome = e
+
+    def rel(self, folder: Path) -> str:
+        """Where this trial's upload of a local checkpoint folder goes, relative to the experiment."""
+        return f"{self.trial_dir}/{UPLOADS_DIR}/{Path(folder).name}"
 
     def in_flight(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -125,12 +125,8 @@ class BackgroundUpload:
 
     def delete(self, rel: Optional[str]) -> None:
         """Remove an upload no checkpoint of Ray's points to any more (best effort, as Ray's own deletes)."""
-        if not rel:
-            return
-        try:
-            self.fs.delete_dir(f"{self.experiment_path}/{rel}")
-        except OSError as e:
-            log.warning("could not delete the superseded upload %s: %s", rel, e)
+        if rel:
+            delete_quietly(self.fs, f"{self.experiment_path}/{rel}")
 
 
 def write_pointer(done: dict, reported_at: int, into: Path, pending: Optional[dict] = None) -> Path:
@@ -190,7 +186,7 @@ class Reporter:
     def _defer_final(self, end, done: Optional[dict], into: Path) -> tuple[Path, str]:
         """Hand the final checkpoint to the node's uploader; the pending pointer to report, and the upload
         it names. The newest upload it supersedes stays until it is whole: the fallback of a resume."""
-        rel = f"{self.uploads.trial_dir}/{UPLOADS_DIR}/{Path(end.checkpoint_dir).name}"
+        rel = self.uploads.rel(end.checkpoint_dir)
         superseded = [p for p in (self.kept, done and done["path"]) if p]
         pointer = write_pointer({"path": rel, "epoch": end.epoch, "folder": end.checkpoint_dir}, end.epoch, into,
                                 pending={"pending": True, "fallback": superseded[-1] if superseded else None})
