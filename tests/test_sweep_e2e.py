@@ -96,6 +96,9 @@ def test_a_trial_killed_after_interval_checkpoints_uploaded_in_the_background_re
     assert sorted(p.name for p in (exp / pointer["path"]).iterdir()) == [
         "best_model.safetensors", "meta.json", "upload_complete.json"]  # weights-only: nothing trains on from it
     assert_store_holds_each_trial_once(tmp_path / "store", "background", 1, 4)
+    from mfer_platform.serving.export import export_best  # the export follows the pointer to those weights
+
+    assert (export_best(str(tmp_path / "store"), "background", tmp_path / "export") / "model.safetensors").is_file()
 
 
 def test_killed_trial_worker_process_is_retried_from_its_checkpoint(tmp_path, ray_env):

@@ -137,7 +137,13 @@ def drain_uploaders(key: str) -> list[dict]:
     import ray
 
     outcomes: list[dict] = []
-    for actor in ray.util.list_named_actors(all_namespaces=True):
+    try:
+        actors = ray.util.list_named_actors(all_namespaces=True)
+    except Exception as e:  # noqa: BLE001 - called from a finally: never mask the error that got us here
+        log.warning("could not list the final-checkpoint uploaders (%s): readers will see their uploads as "
+                    "unfinished until they complete", e)
+        return outcomes
+    for actor in actors:
         if actor["namespace"] != NAMESPACE or not actor["name"].startswith(f"{key}-"):
             continue
         handle = ray.get_actor(actor["name"], namespace=NAMESPACE)
