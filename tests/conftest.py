@@ -9,10 +9,12 @@ because a user's clone has nothing beside it. Real faces come from ``tests/fixtu
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -127,3 +129,35 @@ def ray_env(tmp_path):
     env = {**os.environ, "RAY_TMPDIR": token, "PYTHONUNBUFFERED": "1"}
     yield env
     kill_processes_mentioning(token)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, caplog) -> Callable[..., subprocess.CompletedProcess]:
+    """Run a command's ``main`` in this process: ``cli("mfer_platform.cli.sweep", "name=x")`` gives the
+    exit code, stdout and stderr as ``subprocess.run`` would, without a new interpreter importing torch and
+    timm again (8-12 s a run) — for tests of what a command refuses. Warnings logged are added to stderr,
+    where the platform's commands (no log handler: logging's last resort) print them; the handlers Hydra's
+    job logging adds to the root logger are taken off again. The console scripts stay tested as subprocesses by test_cli_help
+    and one real run of each command."""
+    import importlib
+    import logging
+
+    def run(module: str, *argv: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", [module, *argv])
+        caplog.clear()
+        root = logging.getLogger()
+        handlers, level, code = root.handlers[:], root.level, 0
+        try:
+            importlib.import_module(module).main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        finally:
+            for added in set(root.handlers) - set(handlers):
+                added.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out = capsys.readouterr()
+        logged = "".join(f"{r.getMessage()}\n" for r in caplog.records if r.levelno >= logging.WARNING)
+        return subprocess.CompletedProcess([module, *argv], code, out.out, out.err + logged)
+
+    return run

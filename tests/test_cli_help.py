@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,26 @@ def test_help_imports_neither_hydra_nor_torch_nor_ray(module):
             f"    pass\nprint('LOADED', *sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r})))")
     _, out = _run("-c", code)
     assert out.stdout.strip().splitlines()[-1] == "LOADED", out.stdout[-500:] + out.stderr[-2000:]
+
+
+BAD_SPACES = Path(__file__).parent / "fixtures" / "bad_spaces"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["search_space=quickstart", "name=../escape"], "name='../escape'"),
+    ([f"search_space={BAD_SPACES / 'unknown_param.yaml'}", "name=x"], "did you mean loss.weight"),
+    ([f"search_space={BAD_SPACES / 'unknown_section_key.yaml'}", "name=x"], "did you mean algorithm"),
+    (["search_space=quickstart", "scheduler.reduction_factor=1", "dry_run=true"], "scheduler.reduction_factor"),
+])
+def test_a_refused_sweep_imports_neither_torch_nor_scipy(argv, words, tmp_path):
+    """Bad arguments and a space's bad keys or numbers are refused before the model and the statistics
+    load (10-20 s): only the space's values need the registries."""
+    code = (f"import sys; sys.argv = ['mfer-sweep', *{[*argv, f'storage_path={tmp_path}']!r}]\n"
+            f"import mfer_platform.cli.sweep as m\ntry:\n    m.main()\nexcept SystemExit as e:\n"
+            f"    print('EXIT', e.code, *sorted({{n.split('.')[0] for n in sys.modules}} & {{'torch', 'scipy', 'ray'}}))")
+    _, out = _run("-c", code)
+    assert out.stdout.strip().splitlines()[-1] == "EXIT 2", out.stdout[-500:] + out.stderr[-2000:]
+    assert words in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("module, given, missing", [

@@ -166,16 +166,12 @@ def test_every_cell_is_a_valid_config_at_full_and_smoke_scale(tmp_path):
         assert (space.base_config.data.name, space.resources.gpu) == (("synthetic", 0) if seeds == 2 else ("rafdb", 1))
 
 
-def test_the_documented_smoke_command_dry_runs(tmp_path):
+def test_the_documented_smoke_command_dry_runs(tmp_path, cli):
     """``mfer-sweep search_space=peers/methods_x_backbones scale=smoke search.seeds=2 dry_run=true``: 3
     backbones x every row x 2 seeds, the smoke backbones named in the plan."""
-    import subprocess
-    import sys
-
     path, raw = _study(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", f"search_space={path}", "scale=smoke",
-                          "search.seeds=2", "dry_run=true", "name=mxb", f"storage_path={tmp_path}"],
-                         capture_output=True, text=True, timeout=600)
+    out = cli("mfer_platform.cli.sweep", f"search_space={path}", "scale=smoke", "search.seeds=2", "dry_run=true",
+              "name=mxb", f"storage_path={tmp_path}")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert f"{len(raw['rows']) * 3 * 2} trials (2 seeds each)" in out.stdout, out.stdout
     assert all(b in out.stdout for b in SMOKE_BACKBONES) and "dry run: nothing launched" in out.stdout

@@ -8,7 +8,7 @@ import pytest
 
 from mfer_platform.sweep import plan
 from mfer_platform.overrides import decode_choice, encode_choice
-from mfer_platform.sweep.spaces import SpaceError, load_space, spaces_root
+from mfer_platform.sweep.spaces import SearchSpace, SpaceError, load_space, spaces_root
 
 BAD = Path(__file__).parent / "fixtures" / "bad_spaces"
 
@@ -31,11 +31,16 @@ def test_bad_space_fails_naming_the_key(name, key, words):
     assert f"{name}.yaml: {key}" in str(e.value) and words in str(e.value)
 
 
-def test_every_shipped_space_compiles():
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, SearchSpace]:
+    """Every shipped space by name, compiled once (about 20 s): the tests taking it only read them."""
     names = sorted(str(p.relative_to(spaces_root()).with_suffix("")) for p in spaces_root().rglob("*.yaml"))
-    assert "quickstart" in names
-    for name in names:
-        space = load_space(name)
+    return {name: load_space(name) for name in names}
+
+
+def test_every_shipped_space_compiles(shipped):
+    assert "quickstart" in shipped
+    for space in shipped.values():
         ps = plan.param_space(space)
         assert set(space.factors) <= set(ps)
         assert space.trial_count() >= 1
@@ -78,12 +83,11 @@ def test_list_choices_survive_optuna_encoding():
     assert decode_choice(encode_choice(v)) == v and encode_choice("ds") == "ds"
 
 
-def test_live_progress_counts_every_trial_tune_launches():
+def test_live_progress_counts_every_trial_tune_launches(shipped):
     """The live table's "of N": a grid study's rows and seeds multiply Tune's num_samples (1)."""
-    for path in spaces_root().rglob("*.yaml"):
-        space = load_space(str(path))
-        assert plan.trials_launched(space, plan.num_samples(space)) == space.trial_count(), path
-    assert plan.trials_launched(load_space("ferplus_labels"), 1) == 12  # 4 rows x 3 seeds
+    for name, space in shipped.items():
+        assert plan.trials_launched(space, plan.num_samples(space)) == space.trial_count(), name
+    assert plan.trials_launched(shipped["ferplus_labels"], 1) == 12  # 4 rows x 3 seeds
 
 
 def test_asha_estimate_is_below_the_upper_bound():
@@ -102,19 +106,17 @@ def test_unsatisfiable_resources_fail_before_any_trial(tmp_path):
     assert not (tmp_path / "never").exists()  # nothing launched, nothing written
 
 
-def test_dry_run_prints_the_plan(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=quickstart",
-                          "dry_run=true", f"storage_path={tmp_path}"], capture_output=True, text=True, timeout=300)
+def test_dry_run_prints_the_plan(tmp_path, cli):
+    out = cli("mfer_platform.cli.sweep", "search_space=quickstart", "dry_run=true", f"storage_path={tmp_path}")
     assert out.returncode == 0, out.stderr
     assert "8 trials" in out.stdout and "trial-epochs" in out.stdout and "dry run" in out.stdout
 
 
-def test_unwritable_storage_path_fails_before_launch(tmp_path):
+def test_unwritable_storage_path_fails_before_launch(tmp_path, cli):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=quickstart",
-                          f"storage_path={blocker / 'sweeps'}", "cluster.num_cpus=1"],
-                         capture_output=True, text=True, timeout=300)
+    out = cli("mfer_platform.cli.sweep", "search_space=quickstart", f"storage_path={blocker / 'sweeps'}",
+              "cluster.num_cpus=1")
     assert out.returncode == 2, out.stderr
     assert "storage_path=" in out.stderr and "not writable" in out.stderr
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,12 +185,11 @@ def test_a_stale_store_is_not_served(storage):
     assert fresh.set_index("trial_id").loc[trial, "epochs_run"] == len(rows)
 
 
-def test_report_on_a_storage_path_it_cannot_write(storage, tmp_path):
+def test_report_on_a_storage_path_it_cannot_write(storage, tmp_path, cli):
     """mfer-report runs ingest first; where the store cannot be written it says so and still reports."""
     (storage / "results").write_text("a file where the store's folder would go: nothing can be written")
-    script = Path(sys.executable).with_name("mfer-report")
-    out = subprocess.run([str(script), f"storage_path={storage}", f"name={EXPERIMENT}", f"output_dir={tmp_path / 'r'}",
-                          "figures=false"], capture_output=True, text=True, timeout=300)
+    out = cli("mfer_platform.cli.report", f"storage_path={storage}", f"name={EXPERIMENT}",
+              f"output_dir={tmp_path / 'r'}", "figures=false")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "not updated" in out.stderr and (tmp_path / "r" / "report.html").is_file()
 

@@ -4,8 +4,6 @@ records written by an older version compare on what both hold. No Ray: the recor
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -110,9 +108,8 @@ def _with_param(folder):
     return path
 
 
-def test_the_cli_refuses_a_changed_space_in_one_line_even_in_a_dry_run(stored):
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", f"search_space={SMOKE}", f"name={NAME}",
-                          f"storage_path={stored}", 'overrides=["trainer.epochs=3"]', "dry_run=true"],
-                         capture_output=True, text=True, timeout=300)
+def test_the_cli_refuses_a_changed_space_in_one_line_even_in_a_dry_run(stored, cli):
+    out = cli("mfer_platform.cli.sweep", f"search_space={SMOKE}", f"name={NAME}", f"storage_path={stored}",
+              'overrides=["trainer.epochs=3"]', "dry_run=true")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "base trainer.epochs: 2 → 3" in out.stderr and "name=" in out.stderr

@@ -1,7 +1,5 @@
 """The training loop: metrics file, val-only selection, exact resume, NaN guard, config errors."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -124,8 +122,7 @@ def test_bad_config_names_the_key(override, key):
         compose_train(override)
 
 
-def test_cli_rejects_bad_values_before_training(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mfer.cli.train", "model.attn_variant=sparse",
-                          f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+def test_cli_rejects_bad_values_before_training(tmp_path, cli):
+    out = cli("mfer.cli.train", "model.attn_variant=sparse", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 2
     assert "model.attn_variant" in out.stderr and "'ds'" in out.stderr

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,10 +113,9 @@ def test_params_as_a_list_and_identical_trials_are_refused(tmp_path):
     assert load_space(str(same), {"search.num_samples": 1}).trial_count() == 1  # one run stays allowed
 
 
-def test_reduction_factor_one_dry_run_exits_2_without_hanging(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.sweep", "search_space=quickstart",
-                          "scheduler.reduction_factor=1", "dry_run=true", f"storage_path={tmp_path}"],
-                         capture_output=True, text=True, timeout=120)
+def test_reduction_factor_one_dry_run_exits_2_without_hanging(tmp_path, cli):
+    out = cli("mfer_platform.cli.sweep", "search_space=quickstart", "scheduler.reduction_factor=1", "dry_run=true",
+              f"storage_path={tmp_path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "scheduler.reduction_factor: must be a number > 1, got 1" in out.stderr
 
@@ -131,11 +131,15 @@ def test_safe_names_pass():
         assert safe_name(name) == name
 
 
-@pytest.mark.parametrize("cli", ["sweep", "report", "export", "figures"])
-def test_every_cli_taking_a_name_refuses_an_unsafe_one(cli, tmp_path):
-    extra = ["search_space=quickstart", "dry_run=true"] if cli == "sweep" else [f"output_dir={tmp_path / 'out'}"]
-    out = subprocess.run([sys.executable, "-m", f"mfer_platform.cli.{cli}", "name=../escape",
-                          f"storage_path={tmp_path / 'store'}", *extra], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("command", ["sweep", "report", "export", "figures"])
+def test_every_cli_taking_a_name_refuses_an_unsafe_one(command, tmp_path, cli):
+    extra = ["search_space=quickstart", "dry_run=true"] if command == "sweep" else [f"output_dir={tmp_path / 'out'}"]
+    argv = ["name=../escape", f"storage_path={tmp_path / 'store'}", *extra]
+    if command == "export":  # mfer-export's one run as the installed script (it refuses before torch loads)
+        out = subprocess.run([str(Path(sys.executable).with_name("mfer-export")), *argv], capture_output=True,
+                             text=True, timeout=120)
+    else:
+        out = cli(f"mfer_platform.cli.{command}", *argv)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "name='../escape'" in out.stderr
     assert not (tmp_path / "escape").exists()
@@ -146,10 +150,9 @@ def test_every_cli_taking_a_name_refuses_an_unsafe_one(cli, tmp_path):
     (["batch_size=-1"], "batch_size=-1: must be an integer >= 1"),
     ([], "no image files there"),
 ])
-def test_predict_refuses_bad_batch_sizes_and_an_empty_folder(args, words, tmp_path):
+def test_predict_refuses_bad_batch_sizes_and_an_empty_folder(args, words, tmp_path, cli):
     (tmp_path / "empty").mkdir()
-    out = subprocess.run([sys.executable, "-m", "mfer_platform.cli.predict", f"model_dir={tmp_path / 'none'}",
-                          f"inputs={tmp_path / 'empty'}", *args], capture_output=True, text=True, timeout=120)
+    out = cli("mfer_platform.cli.predict", f"model_dir={tmp_path / 'none'}", f"inputs={tmp_path / 'empty'}", *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert words in out.stderr
 

@@ -17,12 +17,15 @@ def _export(cfg) -> None:
 
     from mfer.cli.errors import user_errors
     from mfer_platform.layout import StoreError, safe_name
+
+    with user_errors(StoreError):  # refused before the model (torch, timm) and the statistics (scipy) load
+        name = safe_name(str(cfg.name))
     from mfer_platform.results.stats import StatsError
     from mfer_platform.serving.export import CARD, METRICS_FILE, ExportError, export_best
 
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
-        out = export_best(str(cfg.storage_path), safe_name(str(cfg.name)), cfg.output_dir, baseline)
+        out = export_best(str(cfg.storage_path), name, cfg.output_dir, baseline)
     metrics = json.loads((out / METRICS_FILE).read_text())
     stat = metrics["group_stats"][metrics["selection"]["metric"]]
     print(f"exported trial {metrics['trial']['trial_id']} (seed {metrics['trial']['seed']}) of group "

@@ -20,6 +20,9 @@ def _figures(cfg) -> None:
 
     from mfer.cli.errors import user_errors
     from mfer_platform.layout import StoreError, safe_name
+
+    with user_errors(StoreError):  # refused before the model (torch, timm) and the statistics (scipy) load
+        name = safe_name(str(cfg.name))
     from mfer_platform.report.figures.sweep import FigureOptions, write_sweep_figures
     from mfer_platform.results.stats import StatsError
     from mfer_platform.serving.export import ExportError
@@ -27,7 +30,7 @@ def _figures(cfg) -> None:
     opts = FigureOptions(**{f.name: cfg[f.name] for f in fields(FigureOptions)})
     images = None if cfg.images is None else list(cfg.images) if isinstance(cfg.images, ListConfig) else [str(cfg.images)]
     with user_errors(StoreError, StatsError, ExportError):
-        paths = write_sweep_figures(str(cfg.storage_path), safe_name(str(cfg.name)), cfg.output_dir, opts, images)
+        paths = write_sweep_figures(str(cfg.storage_path), name, cfg.output_dir, opts, images)
     for kind, path in paths.items():
         print(f"{kind:>7}: {path}")
 

@@ -31,6 +31,9 @@ def _report(cfg) -> None:
 
     from mfer.cli.errors import user_errors
     from mfer_platform.layout import StoreError, safe_name
+
+    with user_errors(StoreError):  # refused before the figures (torch) and the statistics (scipy) load
+        name = safe_name(str(cfg.name))
     from mfer_platform.report.figures.sweep import FigureOptions
     from mfer_platform.report.published import paper_column
     from mfer_platform.report.sweep_report import make_report
@@ -43,7 +46,6 @@ def _report(cfg) -> None:
     with user_errors(StoreError, StatsError, ExportError):
         baseline = OmegaConf.to_container(cfg.baseline) if cfg.baseline is not None else None
         figures = FigureOptions(top_k=cfg.top_k) if cfg.figures else None
-        name = safe_name(str(cfg.name))
         _ingest(str(cfg.storage_path), name)
         paths = make_report(str(cfg.storage_path), name, cfg.output_dir, baseline, cfg.top_k, figures)
         res = whole_sweep(str(cfg.storage_path), name, baseline)  # the store is current now: a quick read

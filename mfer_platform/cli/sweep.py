@@ -19,6 +19,7 @@ from mfer.cli.usage import hydra_app, preflight
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from mfer_platform.sweep.runner import SweepRequest
     from mfer_platform.sweep.spaces import SearchSpace
 
 CONF = Path(__file__).parent.parent / "conf" / "sweep.yaml"
@@ -74,38 +75,50 @@ def _say_errored(storage: str, experiments: list[str]) -> None:
               flush=True)
 
 
-def _sweep(cfg: DictConfig) -> None:
+def _request(cfg: DictConfig) -> SweepRequest:
+    """The command's request, every argument checked: name, storage and trackers, then the space's
+    structure, all before torch and timm are imported (only the space's values need them), so such a
+    refusal takes about a second instead of 10-20 s. Neither the statistics (scipy) nor Ray load here."""
     from omegaconf import OmegaConf
 
+    from mfer_platform.layout import normalize_storage, safe_name
+    from mfer_platform.sweep.runner import ClusterSettings, SweepRequest
+    from mfer_platform.sweep.tracking import TrackingSettings, check
+
+    # str(): Hydra types bare values, so name=nan or name=1 would arrive as a float or an int.
+    name = safe_name(str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-"))
+    storage = normalize_storage(str(cfg.storage_path))
+    trackers = OmegaConf.to_container(cfg.tracking) if OmegaConf.is_list(cfg.tracking) else [cfg.tracking]
+    tracking = TrackingSettings([str(t) for t in trackers], cfg.tracking_uri)
+    check(tracking, storage)  # an unknown or missing tracker fails here, before anything runs
+    return SweepRequest(requested_space(cfg), name, storage, ClusterSettings(**OmegaConf.to_container(cfg.cluster)),
+                        cfg.max_failures, retry_errored=bool(cfg.retry_errored), wide=cfg.wide, tracking=tracking)
+
+
+def _sweep(cfg: DictConfig) -> None:
     from mfer.cli.errors import user_errors
-    from mfer_platform.layout import StoreError, normalize_storage, safe_name
+    from mfer_platform.layout import StoreError
+    from mfer_platform.sweep.runner import SweepInterrupted, check_same_space, describe, run_sweep
+    from mfer_platform.sweep.spaces import SpaceError
+    from mfer_platform.terminal import WIDTH, wrap_lines
+
+    logging.getLogger("mfer_platform").setLevel(logging.INFO)
+    with user_errors(SpaceError, StoreError):
+        req = _request(cfg)
+        name, storage = req.name, req.storage_path
+        print(wrap_lines(describe(req.space, name, storage), None if cfg.wide else WIDTH), flush=True)
+        if cfg.dry_run:
+            check_same_space(req)  # a changed space under a stored name is refused here too
+            print("dry run: nothing launched")
+            return
+    # the results' side (pandas, scipy) only once there are results
     from mfer_platform.report.published import paper_column
     from mfer_platform.report.tables import cross_terminal, to_terminal
     from mfer_platform.results import store
     from mfer_platform.results.stats import StatsError
     from mfer_platform.results.summary import compare_experiments
-    from mfer_platform.sweep.runner import (ClusterSettings, SweepInterrupted, SweepRequest, check_same_space, describe,
-                                            run_sweep)
-    from mfer_platform.sweep.spaces import SpaceError
-    from mfer_platform.sweep.tracking import TrackingSettings, check
-    from mfer_platform.terminal import WIDTH, wrap_lines
 
-    logging.getLogger("mfer_platform").setLevel(logging.INFO)
     with user_errors(SpaceError, StoreError, StatsError):
-        space = requested_space(cfg)
-        # str(): Hydra types bare values, so name=nan or name=1 would arrive as a float or an int.
-        name = safe_name(str(cfg.name) if cfg.name is not None else str(cfg.search_space).replace("/", "-"))
-        storage = normalize_storage(str(cfg.storage_path))
-        trackers = OmegaConf.to_container(cfg.tracking) if OmegaConf.is_list(cfg.tracking) else [cfg.tracking]
-        tracking = TrackingSettings([str(t) for t in trackers], cfg.tracking_uri)
-        check(tracking, storage)  # an unknown or missing tracker fails here, before anything runs
-        print(wrap_lines(describe(space, name, storage), None if cfg.wide else WIDTH), flush=True)
-        req = SweepRequest(space, name, storage, ClusterSettings(**OmegaConf.to_container(cfg.cluster)),
-                           cfg.max_failures, retry_errored=bool(cfg.retry_errored), wide=cfg.wide, tracking=tracking)
-        if cfg.dry_run:
-            check_same_space(req)  # a changed space under a stored name is refused here too
-            print("dry run: nothing launched")
-            return
         try:
             experiments = run_sweep(req)
         except SweepInterrupted as e:  # exit 0 and "sweep finished" would hide that trials are left

@@ -41,8 +41,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from mfer.conf import experiment_dataset
-from mfer.config import ConfigError, TrainConfig, flatten, to_dict
-from mfer.validation import to_train_config
+from mfer.config import ConfigError, TrainConfig, flatten, merge_config, to_dict
 from mfer_platform.keys import COST_METRICS, ROW_KEY, SEARCH_METRICS, SEED_KEY
 from mfer_platform.layout import is_uri
 from mfer_platform.overrides import apply_overrides
@@ -306,16 +305,15 @@ def _number(source: str, key: str, value: Any, low: float, integer: bool, above:
         raise _err(source, key, f"must be {'an integer' if integer else 'a number'} {bound}, got {value!r}{fix}")
 
 
-def _check_numbers(source: str, s: SearchSpace) -> None:
+def _check_numbers(source: str, search: SearchSettings, sc: SchedulerSettings, resources: Resources) -> None:
     """Every numeric search/scheduler/resources setting at its edges, before anything divides by it or
     loops on it (a reduction factor of 1 never shrinks a rung: the plan would loop forever)."""
     for key in ("num_samples", "seeds", "max_concurrent"):
-        _number(source, f"search.{key}", getattr(s.search, key), 1, integer=True)
-    _number(source, "search.first_seed", s.search.first_seed, 0, integer=True)
-    if s.search.time_budget_s is not None:
-        _number(source, "search.time_budget_s", s.search.time_budget_s, 0, integer=False, above=True,
+        _number(source, f"search.{key}", getattr(search, key), 1, integer=True)
+    _number(source, "search.first_seed", search.first_seed, 0, integer=True)
+    if search.time_budget_s is not None:
+        _number(source, "search.time_budget_s", search.time_budget_s, 0, integer=False, above=True,
                 fix="; leave it null for no budget")
-    sc = s.scheduler
     if sc.name in ("asha", "hyperband"):
         _number(source, "scheduler.reduction_factor", sc.reduction_factor, 1, integer=False, above=True,
                 fix="; each rung keeps 1/reduction_factor of the trials: use 2, 3 or 4")
@@ -323,9 +321,9 @@ def _check_numbers(source: str, s: SearchSpace) -> None:
         _number(source, "scheduler.grace_period", sc.grace_period, 1, integer=True)
     if sc.name == "pbt":
         _number(source, "scheduler.perturbation_interval", sc.perturbation_interval, 1, integer=True)
-    _number(source, "resources.cpu", s.resources.cpu, 0, integer=False, above=True, fix=", e.g. resources.cpu=1")
-    _number(source, "resources.gpu", s.resources.gpu, 0, integer=False, fix=", e.g. resources.gpu=0.5")
-    if s.resources.gpu > 1 and not float(s.resources.gpu).is_integer():
+    _number(source, "resources.cpu", resources.cpu, 0, integer=False, above=True, fix=", e.g. resources.cpu=1")
+    _number(source, "resources.gpu", resources.gpu, 0, integer=False, fix=", e.g. resources.gpu=0.5")
+    if resources.gpu > 1 and not float(resources.gpu).is_integer():
         raise _err(source, "resources.gpu", "fractional GPUs must be <= 1 (Ray packs fractions onto one GPU)")
 
 
@@ -428,6 +426,44 @@ def swap_values(raw: dict, swaps: dict[str, dict], source: str) -> dict:
     return out
 
 
+def _compose(source: str, base: list[str]) -> tuple[dict, TrainConfig]:
+    """The base composed (as a dict, paths made absolute) and merged onto the schema, the registries not
+    yet asked: a mistyped path or section key is refused before torch and timm are imported (``_validated``)."""
+    try:
+        base_dict = absolute_paths(compose_base(base))
+        return base_dict, merge_config(base_dict)
+    except Exception as e:  # Hydra and config errors both say which override failed
+        raise _err(source, "base", str(e)) from None
+
+
+def _settings(source: str, raw: dict,
+              overrides: dict[str, Any]) -> tuple[SearchSettings, SchedulerSettings, Resources]:
+    """The search, scheduler and resources sections with the CLI's ``overrides`` set and every number
+    checked: structure only, so refused before the base's values are validated (torch, timm)."""
+    sections = {"search": _typed(source, "search", SearchSettings, raw.get("search")),
+                "scheduler": _typed(source, "scheduler", SchedulerSettings, raw.get("scheduler")),
+                "resources": _typed(source, "resources", Resources, raw.get("resources"))}
+    for key, value in overrides.items():
+        section, _, field_name = key.partition(".")
+        target = sections.get(section)
+        if target is None or not hasattr(target, field_name):
+            raise _err(source, key, "only search.*, scheduler.* and resources.* can be overridden from the CLI")
+        setattr(target, field_name, value)
+    search, scheduler, resources = sections.values()
+    _check_numbers(source, search, scheduler, resources)
+    return search, scheduler, resources
+
+
+def _validated(source: str, schema: TrainConfig) -> TrainConfig:
+    """``schema`` checked against the registries (datasets, backbones, methods), which import torch and timm."""
+    from mfer.validation import to_train_config
+
+    try:
+        return to_train_config(schema)
+    except Exception as e:
+        raise _err(source, "base", str(e)) from None
+
+
 def _check_baseline(source: str, space: SearchSpace) -> None:
     for k, v in space.baseline.items():
         if k not in space.factors:
@@ -450,31 +486,19 @@ def parse_space(raw: dict, name: str, source: str, overrides: dict[str, Any] | N
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise _err(source, "base", "must be a list of mfer-train overrides such as model=mfer_atto")
     base = base + list(extra_base or [])
-    try:
-        base_dict = absolute_paths(compose_base(base))
-        base_cfg = to_train_config(base_dict)
-    except Exception as e:  # Hydra and config errors both say which override failed
-        raise _err(source, "base", str(e)) from None
-    known = flatten(to_dict(base_cfg))
+    base_dict, schema = _compose(source, base)
+    known = flatten(to_dict(schema))  # the paths; validating (below) changes values only
     if not isinstance(raw.get("params") or {}, dict):
         raise _err(source, "params", "must map dotted TrainConfig paths to one distribution each, e.g. "
                    "params: {loss.weight: {loguniform: [1.0e-4, 1.0e-1]}}")
     params = [_parse_param(source, k, v, known) for k, v in (raw.get("params") or {}).items()]
+    search, scheduler, resources = _settings(source, raw, overrides or {})
     space = SearchSpace(
         name=name, source=source, description=str(raw.get("description", "")), base=base,
-        base_config=base_cfg, base_dict=base_dict, params=params,
-        search=_typed(source, "search", SearchSettings, raw.get("search")),
-        scheduler=_typed(source, "scheduler", SchedulerSettings, raw.get("scheduler")),
-        resources=_typed(source, "resources", Resources, raw.get("resources")),
+        base_config=_validated(source, schema), base_dict=base_dict, params=params,
+        search=search, scheduler=scheduler, resources=resources,
         baseline=raw.get("baseline"), rows=_parse_rows(source, raw.get("rows"), known, params, base_dict),
     )
-    for key, value in (overrides or {}).items():
-        section, _, field_name = key.partition(".")
-        target = {"search": space.search, "scheduler": space.scheduler, "resources": space.resources}.get(section)
-        if target is None or not hasattr(target, field_name):
-            raise _err(source, key, "only search.*, scheduler.* and resources.* can be overridden from the CLI")
-        setattr(target, field_name, value)
-    _check_numbers(source, space)
     _check_combination(source, space)
     _check_trials_differ(source, space)
     _check_storage(source, space)
